@@ -1,0 +1,239 @@
+"""Streaming parse and validation of XS-Video input files into Parquet staging tables."""
+from __future__ import annotations
+
+import calendar
+import math
+import os
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Any, Iterator
+
+import ijson
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+from tqdm import tqdm
+
+from graphstore.errors import InputRecordError, UserError
+from graphstore.schema import COUNT_FIELDS, PLATFORM_NAMES_EN, PLATFORMS, XSVIDEO_COMMENT_KEYS, XSVIDEO_KEYS
+
+REQUIRED_FIELDS = ("level", "platform", "final_state", "post_time", "current_time", "topic", "author_id")
+_EN_TO_ZH = {v: k for k, v in XSVIDEO_KEYS.items()}
+_PLATFORM_IDS = {name: i for i, name in enumerate(PLATFORMS)}
+_PLATFORM_IDS.update({name.lower(): i for i, name in enumerate(PLATFORM_NAMES_EN)})
+
+SAMPLE_SCHEMA = pa.schema([
+    ("pos", pa.int64()), ("sample_id", pa.string()), ("url", pa.string()), ("level", pa.int8()),
+    ("platform", pa.string()), ("platform_id", pa.int8()), ("final_state", pa.bool_()),
+    ("post_time", pa.string()), ("post_ts", pa.int64()), ("description", pa.string()),
+    ("title", pa.string()), ("duration_s", pa.float64()), ("current_time", pa.string()),
+    ("ctime_ts", pa.int64()), *[(c, pa.int64()) for c in COUNT_FIELDS], ("topic", pa.string()),
+    ("history", pa.list_(pa.string())), ("author_id", pa.string()), ("num_comments", pa.int32()),
+])
+COMMENT_SCHEMA = pa.schema([
+    ("pos", pa.int64()), ("cpos", pa.int32()), ("comment_id", pa.string()), ("text", pa.string()),
+    ("time", pa.string()), ("timestamp", pa.int64()),
+])
+
+
+@dataclass
+class IngestResult:
+    """Where the staging tables went and how many rows they hold."""
+
+    samples_path: Path
+    comments_path: Path
+    num_samples: int
+    num_comments: int
+    input_format: str
+
+
+def detect_format(path: Path) -> str:
+    """'xsvideo-json' for one JSON object, 'jsonl' for JSON Lines."""
+    with open(path, "rb") as f:
+        head = f.read(4096).lstrip()
+    if not head:
+        raise UserError(f"{path}: the input file is empty")
+    if head[:1] == b"{":
+        first_line = head.split(b"\n", 1)[0].strip()
+        try:
+            obj = orjson.loads(first_line)
+            if isinstance(obj, dict) and ("id" in obj or "level" in obj):
+                return "jsonl"
+        except orjson.JSONDecodeError:
+            pass
+        return "xsvideo-json"
+    raise UserError(f"{path}: not a JSON object or JSON Lines file (starts with {head[:20]!r})")
+
+
+def parse_time(value: Any, sample_id: str, field: str) -> int:
+    """Seconds since the epoch of 'YYYY-MM-DD[ HH:MM[:SS]]' read as UTC."""
+    if not isinstance(value, str):
+        raise InputRecordError(sample_id, field, f"expected a date string, got {value!r}")
+    try:
+        dt = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise InputRecordError(sample_id, field, f"unparsable date {value!r}") from None
+    return calendar.timegm(dt.utctimetuple()) if dt.tzinfo else calendar.timegm(dt.timetuple())
+
+
+def _count(value: Any, sample_id: str, field: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (isinstance(value, float) and not math.isfinite(value)):
+        try:
+            value = float(value)
+        except (TypeError, ValueError):
+            raise InputRecordError(sample_id, field, f"expected a number or null, got {value!r}") from None
+    if value < 0:
+        raise InputRecordError(sample_id, field, f"negative count {value}")
+    return int(value)
+
+
+def normalize_record(sample_id: str, rec: Any, english: bool) -> tuple[dict, list[dict]]:
+    """Validate one record; return (sample row, comment rows) with English names."""
+    if not isinstance(rec, dict):
+        raise InputRecordError(sample_id, "<record>", f"expected an object, got {type(rec).__name__}")
+    if english:
+        get = rec.get
+        has = rec.__contains__
+        name = lambda f: f  # noqa: E731
+    else:
+        get = lambda f, d=None: rec.get(_EN_TO_ZH[f], d)  # noqa: E731
+        has = lambda f: _EN_TO_ZH[f] in rec  # noqa: E731
+        name = lambda f: _EN_TO_ZH[f]  # noqa: E731
+    for f in REQUIRED_FIELDS:
+        if not has(f):
+            raise InputRecordError(sample_id, name(f), "missing required key")
+    level = get("level")
+    if isinstance(level, bool) or not isinstance(level, (int, float)) or level != int(level) or not 0 <= level <= 9:
+        raise InputRecordError(sample_id, name("level"), f"level must be an integer 0-9, got {level!r}")
+    platform = get("platform")
+    pid = _PLATFORM_IDS.get(platform if platform in _PLATFORM_IDS else str(platform).lower())
+    if pid is None:
+        raise InputRecordError(sample_id, name("platform"), f"unknown platform {platform!r} (expected one of {', '.join(PLATFORMS)})")
+    final_state = get("final_state")
+    if not isinstance(final_state, bool):
+        raise InputRecordError(sample_id, name("final_state"), f"expected true/false, got {final_state!r}")
+    post_ts = parse_time(get("post_time"), sample_id, name("post_time"))
+    ctime_ts = parse_time(get("current_time"), sample_id, name("current_time"))
+    duration = get("duration_s")
+    if duration is not None:
+        if isinstance(duration, bool) or not isinstance(duration, (int, float)) or duration < 0:
+            raise InputRecordError(sample_id, name("duration_s"), f"expected a non-negative number, got {duration!r}")
+        duration = float(duration)
+    history = get("history") or []
+    if not isinstance(history, list):
+        raise InputRecordError(sample_id, name("history"), f"expected a list of sample ids, got {history!r}")
+    topic, author = get("topic"), get("author_id")
+    for f, v in (("topic", topic), ("author_id", author)):
+        if v is None or isinstance(v, (dict, list)):
+            raise InputRecordError(sample_id, name(f), f"expected a string, got {v!r}")
+    row = {
+        "sample_id": sample_id, "url": _text(get("url")), "level": int(level), "platform": PLATFORMS[pid],
+        "platform_id": pid, "final_state": final_state, "post_time": get("post_time"), "post_ts": post_ts,
+        "description": _text(get("description")), "title": _text(get("title")), "duration_s": duration,
+        "current_time": get("current_time"), "ctime_ts": ctime_ts, "topic": str(topic),
+        "history": [str(h) for h in history], "author_id": str(author),
+    }
+    for f in COUNT_FIELDS:
+        row[f] = _count(get(f), sample_id, name(f))
+    comments = _comments(get("comments"), sample_id, name("comments"), english)
+    row["num_comments"] = len(comments)
+    return row, comments
+
+
+def _text(v: Any) -> str:
+    return "" if v is None else str(v)
+
+
+def _comments(raw: Any, sample_id: str, field: str, english: bool) -> list[dict]:
+    if raw is None:
+        return []
+    if english:
+        if not isinstance(raw, list):
+            raise InputRecordError(sample_id, field, "expected a list of {id, text, time}")
+        items = [(str(c.get("id", i)) if isinstance(c, dict) else str(i), c) for i, c in enumerate(raw)]
+        text_key, time_key = "text", "time"
+    else:
+        if not isinstance(raw, dict):
+            raise InputRecordError(sample_id, field, "expected an object of comment id -> {评论内容, 评论时间}")
+        items = list(raw.items())
+        text_key, time_key = list(XSVIDEO_COMMENT_KEYS)
+    out = []
+    for cid, c in items:
+        if not isinstance(c, dict) or time_key not in c:
+            raise InputRecordError(sample_id, f"{field}[{cid}]", f"expected an object with {text_key!r} and {time_key!r}")
+        ts = parse_time(c[time_key], sample_id, f"{field}[{cid}].{time_key}")
+        out.append({"comment_id": str(cid), "text": _text(c.get(text_key)), "time": c[time_key], "timestamp": ts})
+    return out
+
+
+def iter_records(path: Path, fmt: str, f: IO[bytes]) -> Iterator[tuple[str, Any]]:
+    """Yield (sample id, raw record) pairs without loading the whole file."""
+    if fmt == "jsonl":
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                rec = orjson.loads(line)
+            except orjson.JSONDecodeError as exc:
+                raise UserError(f"{path}: line {lineno}: malformed JSON ({exc})") from None
+            if not isinstance(rec, dict) or "id" not in rec:
+                raise UserError(f"{path}: line {lineno}: record has no 'id' field")
+            yield str(rec["id"]), rec
+        return
+    last = None
+    try:
+        for sample_id, rec in ijson.kvitems(f, "", use_float=True):
+            last = sample_id
+            yield sample_id, rec
+    except ijson.JSONError as exc:
+        where = f"after sample {last}" if last is not None else "before the first sample"
+        raise UserError(f"{path}: malformed JSON {where}: {exc}") from None
+
+
+def ingest(path: Path, staging: Path, *, batch_rows: int = 50_000, progress: bool = True) -> IngestResult:
+    """Validate every record of `path` and write samples/comments Parquet staging tables."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such input file")
+    fmt = detect_format(path)
+    staging.mkdir(parents=True, exist_ok=True)
+    samples_path, comments_path = staging / "samples.parquet", staging / "comments.parquet"
+    seen: set[str] = set()
+    rows: list[dict] = []
+    crow: list[dict] = []
+    n_samples = n_comments = 0
+    size = os.path.getsize(path)
+    with open(path, "rb") as f, \
+            pq.ParquetWriter(samples_path, SAMPLE_SCHEMA) as sw, \
+            pq.ParquetWriter(comments_path, COMMENT_SCHEMA) as cw, \
+            tqdm(total=size, unit="B", unit_scale=True, desc="ingest", disable=not progress, mininterval=1.0) as bar:
+        for pos, (sample_id, rec) in enumerate(iter_records(path, fmt, f)):
+            if sample_id in seen:
+                raise InputRecordError(sample_id, "id", "duplicate sample id")
+            seen.add(sample_id)
+            row, comments = normalize_record(sample_id, rec, english=fmt == "jsonl")
+            row["pos"] = pos
+            rows.append(row)
+            for cpos, c in enumerate(comments):
+                c["pos"], c["cpos"] = pos, cpos
+                crow.append(c)
+            if len(rows) >= batch_rows:
+                sw.write_table(pa.Table.from_pylist(rows, SAMPLE_SCHEMA))
+                n_samples += len(rows)
+                rows = []
+                bar.update(f.tell() - bar.n)
+            if len(crow) >= batch_rows:
+                cw.write_table(pa.Table.from_pylist(crow, COMMENT_SCHEMA))
+                n_comments += len(crow)
+                crow = []
+        sw.write_table(pa.Table.from_pylist(rows, SAMPLE_SCHEMA))
+        cw.write_table(pa.Table.from_pylist(crow, COMMENT_SCHEMA))
+        n_samples += len(rows)
+        n_comments += len(crow)
+        bar.update(size - bar.n)
+    if n_samples == 0:
+        raise UserError(f"{path}: the input holds no samples")
+    return IngestResult(samples_path, comments_path, n_samples, n_comments, fmt)

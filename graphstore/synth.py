@@ -1,0 +1,391 @@
+"""Synthetic XS-Video in the released file's format, calibrated to the published statistics.
+
+The generative story (per video): a platform, a post time, a topic (long-tailed popularity, with a
+latent heat), a poster (long-tailed activity, with a latent reach), a latent appeal and a hidden
+late-growth surprise. Interactions grow as 1 - exp(-age / tau) with a per-video tau (flat by about
+day 10); the level is computed from the interactions at 14 days, aligned to the reference platform,
+with the published thresholds. Crawl states are at least 2 days apart; the state at 14+ days after
+posting is the final state. Count targets (samples, videos, comments, history, same-author and
+same-topic edges) are met by bisection on the realised graph, so they hold at every seed.
+"""
+from __future__ import annotations
+
+import calendar
+import os
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import orjson
+from tqdm import tqdm
+
+from graphstore.errors import UserError
+from graphstore.schema import INTERACTION_THRESHOLDS, PLATFORMS, VIEW_THRESHOLDS, XSVIDEO_KEYS
+
+# Published full-scale counts (PAPER_NOTES.md / the store issue).
+FULL = {
+    "videos": 117_720, "samples": 381_926, "comments": 923_045, "history": 484_364,
+    "same_author": 5_372_152, "same_topic": 1_655_971_954, "topics": 535, "train": 304_362, "test": 77_564,
+}
+WINDOW_START = "2024-11-25"
+WINDOW_DAYS = 39  # 2024-11-25 .. 2025-01-02
+CUTOFF_DAY = 25  # 2024-12-20: posts on or before it are train
+PLATFORM_SHARES = (0.53, 0.12, 0.18, 0.11, 0.06)  # Douyin, Kuaishou, Xigua, Toutiao, Bilibili (videos)
+# Raw count = aligned count / factor: Douyin inflates counts, Xigua/Toutiao deflate them (Kuaishou = 1).
+PLATFORM_FACTORS = (0.45, 1.0, 2.2, 2.6, 1.5)
+AUTHORS_PER_VIDEO = 0.36
+_DAY = 86_400
+_EN_TO_ZH = {v: k for k, v in XSVIDEO_KEYS.items()}
+
+
+@dataclass
+class SynthSummary:
+    """What a synthesis wrote, with the graph counts implied by the rules of the store."""
+
+    path: str
+    scale: float
+    seed: int
+    videos: int
+    samples: int
+    comments: int
+    history: int
+    same_author: int
+    same_topic: int
+    topics: int
+    train_by_post_date: int
+    test_by_post_date: int
+    final_states: int
+    level_counts: list[int]
+
+
+def _start_ts() -> int:
+    return calendar.timegm(datetime.fromisoformat(WINDOW_START).timetuple())
+
+
+def bucket_edges(key: np.ndarray, day: np.ndarray) -> int:
+    """Edges of a bucket relation: per key, (m^2 + sum over days of c_d^2) / 2 (self edges once)."""
+    _, m = np.unique(key, return_counts=True)
+    _, c = np.unique(key.astype(np.int64) * 4096 + day, return_counts=True)
+    return int(((m.astype(np.int64) ** 2).sum() + (c.astype(np.int64) ** 2).sum()) // 2)
+
+
+def _bisect(f: Callable[[float], float], target: float, lo: float, hi: float, iters: int = 40) -> float:
+    """x in [lo, hi] with f(x) ~ target for an increasing f."""
+    for _ in range(iters):
+        mid = (lo + hi) / 2
+        if f(mid) < target:
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2
+
+
+# --- schedule: post times and crawl states ------------------------------------------------
+@dataclass
+class _Schedule:
+    video: np.ndarray  # per state: video index
+    day: np.ndarray  # per state: crawl day (0 = window start)
+    final: np.ndarray  # per state: final-state flag
+    rank: np.ndarray  # per state: index among the video's states
+
+
+def _post_days(n: int, test_weight: float, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Post time in days from the window start: before the cutoff or (with test_weight) after it."""
+    early = -10.0 + u * (CUTOFF_DAY + 1 + 10.0)
+    late = (CUTOFF_DAY + 1) + u * (WINDOW_DAYS - CUTOFF_DAY - 1)
+    return np.where(v < test_weight, late, early)
+
+
+def _schedule(post: np.ndarray, k_draw: np.ndarray, r: dict[str, np.ndarray]) -> _Schedule:
+    """Crawl days per video: >= 2 days apart, the last one 14+ days after posting when in the window."""
+    n = len(post)
+    c0 = np.floor(post).astype(np.int64)
+    first = np.maximum(0, c0 + r["offset"])
+    final_day = c0 + 14 + r["extra"]
+    complete = (final_day <= WINDOW_DAYS - 1) & r["crawled_to_end"]
+    gaps = r["gaps"]  # (n, 4) in 2..6
+    days = np.concatenate([first[:, None], first[:, None] + np.cumsum(gaps, axis=1)], axis=1)  # (n, 5)
+    limit = np.where(complete, final_day - 2, np.minimum(WINDOW_DAYS - 1, c0 + 13))
+    slot = np.arange(5)[None, :]
+    n_early = np.where(complete, k_draw - 1, k_draw)
+    valid = (days <= limit[:, None]) & (slot < n_early[:, None])
+    # A video is crawled at least once: a late poster's single state is its first crawl day.
+    valid[:, 0] |= ~complete & (valid.sum(1) == 0)
+    days = np.minimum(days, WINDOW_DAYS - 1)
+    vid = np.repeat(np.arange(n), valid.sum(1))
+    d = days[valid]
+    fin = np.zeros(len(d), bool)
+    rank = np.concatenate([np.arange(c) for c in valid.sum(1)]) if n else np.zeros(0, np.int64)
+    # Append final states.
+    fv = np.flatnonzero(complete)
+    vid = np.concatenate([vid, fv])
+    d = np.concatenate([d, final_day[fv]])
+    fin = np.concatenate([fin, np.ones(len(fv), bool)])
+    rank = np.concatenate([rank, valid.sum(1)[fv]])
+    order = np.lexsort((rank, vid))
+    return _Schedule(vid[order], d[order], fin[order], rank[order])
+
+
+def _schedule_randoms(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
+    return {
+        "offset": rng.choice(3, size=n, p=(0.45, 0.35, 0.2)),
+        "extra": rng.choice(3, size=n, p=(0.6, 0.3, 0.1)),
+        "crawled_to_end": rng.random(n) < 0.9,
+        "gaps": rng.choice(np.arange(2, 7), size=(n, 4), p=(0.3, 0.25, 0.2, 0.15, 0.1)),
+        "u_post": rng.random(n), "v_post": rng.random(n), "u_k": rng.random((n, 4)),
+        "time_of_day": rng.random(n),
+    }
+
+
+def _k_draw(u_k: np.ndarray, p: float) -> np.ndarray:
+    """States wanted per video, 2 + Binomial(2, p): tight enough to match the history-edge count."""
+    return 2 + (u_k[:, :2] < p).sum(1)
+
+
+# --- keys: topics and authors ----------------------------------------------------------------
+def _topic_of_video(n_videos: int, n_topics: int, s: float, perm: np.ndarray) -> np.ndarray:
+    """Topic per video by largest-remainder quotas of a Zipf(s) popularity (rank 0 = hottest)."""
+    p = (np.arange(1, n_topics + 1, dtype=np.float64)) ** -s
+    p /= p.sum()
+    quota = np.floor(p * n_videos).astype(np.int64)
+    rest = n_videos - quota.sum()
+    quota[np.argsort(-(p * n_videos - quota), kind="stable")[:rest]] += 1
+    return np.repeat(np.arange(n_topics), quota)[perm]
+
+
+def _author_of_video(z: np.ndarray, sigma: float, u: np.ndarray) -> np.ndarray:
+    """Author per video drawn by inverse CDF from lognormal(sigma) activity weights."""
+    w = np.exp(sigma * z)
+    cdf = np.cumsum(w)
+    return np.minimum(np.searchsorted(cdf / cdf[-1], u), len(z) - 1)
+
+
+# --- interactions and levels ---------------------------------------------------------------
+INDICATORS = ("views", "likes", "shares", "collects", "comment_count")
+
+
+def level_of(views, likes, shares, collects, comments) -> np.ndarray:
+    """Vectorised published thresholds (a level k if any indicator exceeds its level-k threshold)."""
+    inter = np.maximum.reduce([likes, shares, collects, comments])
+    level = np.zeros(len(views), np.int8)
+    for k in range(9):
+        level = np.where((views > VIEW_THRESHOLDS[k]) | (inter > INTERACTION_THRESHOLDS[k]), k + 1, level)
+    return level
+
+
+def _growth(age: np.ndarray, tau: np.ndarray, boost: np.ndarray) -> np.ndarray:
+    """Share of the 14-day interactions reached at `age` days (flat by ~day 10; boosts come late)."""
+    base = 1.0 - np.exp(-np.maximum(age, 0.02) / tau)
+    late = 1.0 / (1.0 + np.exp(-(age - 5.0) / 1.2))
+    return base * (1.0 + (boost - 1.0) * late) / (1.0 - np.exp(-14.0 / tau)) / boost
+
+
+# --- text --------------------------------------------------------------------------------------
+_CHARS = ("的一是在不了有和人这中大为上个国我以要他时来用们生到作地于出就分对成会可主发年动同工也能下过子说产种面"
+          "而方后多定行学法所民得经十三之进着等部度家电力里如水化高自二理起小物现实加量都两体制机当使点从业本去把"
+          "性好应开它合还因由其些然前外天政四日那社义事平形相全表间样与关各重新线内数正心反你明看原又么利比或但质"
+          "气第向道命此变条只没结解问意建月公无系军很情者最立代想已通并提直题党程展五果料象员革位入常文总次品式活"
+          "设及管特件长求老头基资边流路级少图山统接知较将组见计别她手角期根论运农指几九区强放决西被干做必战先回则")
+_HOOKS = ("必看", "震撼", "爆笑", "教程", "揭秘", "第一次", "挑战", "干货", "现场", "独家")
+
+
+def _vocabulary(rng: np.random.Generator, size: int) -> list[str]:
+    chars = np.array(list(_CHARS))
+    words = {"".join(rng.choice(chars, size=int(rng.integers(2, 4)))) for _ in range(size * 2)}
+    return sorted(words)[:size]
+
+
+# --- the generator --------------------------------------------------------------------------
+def synthesize(out_path: str | Path, scale: float = 0.01, seed: int = 0, fmt: str = "xsvideo",
+               progress: bool = True) -> SynthSummary:
+    """Write a synthetic XS-Video file (format 'xsvideo' JSON object or 'jsonl') and return its counts."""
+    if not 0 < scale <= 10:
+        raise UserError(f"--scale must be in (0, 10], got {scale}")
+    if fmt not in ("xsvideo", "jsonl"):
+        raise UserError(f"--format must be 'xsvideo' or 'jsonl', got {fmt!r}")
+    out_path = Path(out_path)
+    if not out_path.parent.is_dir():
+        raise UserError(f"{out_path.parent}: no such directory")
+    rng = np.random.default_rng(seed)
+    nv = max(20, round(FULL["videos"] * scale))
+    target_samples = FULL["samples"] * nv / FULL["videos"]
+    target_test = FULL["test"] / FULL["samples"]
+
+    # 1. Schedule: calibrate the test-period post weight and the states-per-video draw.
+    r = _schedule_randoms(rng, nv)
+
+    def build(test_w: float, p: float) -> tuple[np.ndarray, _Schedule]:
+        post = _post_days(nv, test_w, r["u_post"], r["v_post"])
+        return post, _schedule(post, _k_draw(r["u_k"], p), r)
+
+    p_k, test_w = 0.6, 0.2
+    for _ in range(3):
+        p_k = _bisect(lambda p: len(build(test_w, p)[1].day), target_samples, 0.0, 1.0, iters=25)
+
+        def test_share(w: float) -> float:
+            post, sch = build(w, p_k)
+            return float((np.floor(post[sch.video]) > CUTOFF_DAY).mean())
+
+        test_w = _bisect(test_share, target_test, 0.0, 1.0, iters=25)
+    post, sch = build(test_w, p_k)
+    ns = len(sch.day)
+    vid_of = sch.video
+
+    # 2. Topics: Zipf exponent calibrated so that same-topic edges match (scale^2: topics stay 535).
+    n_topics = FULL["topics"]
+    perm = rng.permutation(nv)
+    target_topic = FULL["same_topic"] * (ns / FULL["samples"]) ** 2
+    s_topic = _bisect(lambda s: bucket_edges(_topic_of_video(nv, n_topics, s, perm)[vid_of], sch.day),
+                      target_topic, 0.0, 3.0, iters=30)
+    topic_v = _topic_of_video(nv, n_topics, s_topic, perm)
+
+    # 3. Authors: activity spread calibrated so that same-author edges match (linear in scale).
+    n_auth = max(2, round(nv * AUTHORS_PER_VIDEO))
+    z_auth, u_auth = rng.standard_normal(n_auth), rng.random(nv)
+    target_author = FULL["same_author"] * ns / FULL["samples"]
+    s_auth = _bisect(lambda s: bucket_edges(_author_of_video(z_auth, s, u_auth)[vid_of], sch.day),
+                     target_author, 0.0, 4.0, iters=30)
+    author_v = _author_of_video(z_auth, s_auth, u_auth)
+
+    # 4. Latents and interactions.
+    platform_v = rng.choice(5, size=nv, p=PLATFORM_SHARES)
+    heat_t = 0.35 * rng.standard_normal(n_topics) - 0.25 * np.log1p(np.arange(n_topics)) / np.log(n_topics)
+    reach_a = 0.6 * rng.standard_normal(n_auth)
+    appeal_v = 1.0 * rng.standard_normal(nv)
+    appeal_v += (rng.random(nv) < 0.03) * rng.normal(2.5, 0.8, nv)  # a few viral videos: the long tail
+    hidden_v = 0.35 * rng.standard_normal(nv)  # not visible in early states
+    zero_v = rng.random(nv) < 0.006
+    log_likes14 = np.log(42.0) + appeal_v + heat_t[topic_v] + reach_a[author_v] + hidden_v
+    tau_v = rng.uniform(1.5, 4.0, nv)
+    boost_v = np.where(rng.random(nv) < 0.15, np.exp(rng.normal(0.6, 0.4, nv)), 1.0)
+    ratios = {
+        "likes": np.ones(nv),
+        "shares": np.exp(rng.normal(np.log(0.12), 0.7, nv)),
+        "collects": np.exp(rng.normal(np.log(0.18), 0.7, nv)),
+        "comment_count": np.exp(rng.normal(np.log(0.07), 0.7, nv)),
+        "views": np.exp(rng.normal(np.log(45.0), 0.6, nv)),
+    }
+    aligned14 = {k: np.where(zero_v, 0.0, np.exp(log_likes14) * v) for k, v in ratios.items()}
+    level_v = level_of(*(aligned14[k] for k in INDICATORS))
+    factor_v = np.asarray(PLATFORM_FACTORS)[platform_v]
+
+    start = _start_ts()
+    post_ts_v = start + np.round(post * _DAY).astype(np.int64)
+    ctime_ts = start + sch.day * _DAY + np.round(r["time_of_day"][vid_of] * 0.3 * _DAY + 8 * 3600).astype(np.int64)
+    ctime_ts = np.maximum(ctime_ts, post_ts_v[vid_of] + 600)
+    age = (ctime_ts - post_ts_v[vid_of]) / _DAY
+    g = _growth(age, tau_v[vid_of], boost_v[vid_of])
+    noise = np.exp(rng.normal(0, 0.06, (len(INDICATORS), ns)))
+    counts = {}
+    for i, k in enumerate(INDICATORS):
+        counts[k] = np.floor(aligned14[k][vid_of] * g * noise[i] / factor_v[vid_of]).astype(np.int64)
+    fans_base = np.exp(np.log(3000.0) + 1.8 * reach_a + 1.2 * rng.standard_normal(n_auth))
+    counts["fans"] = np.floor(fans_base[author_v[vid_of]] * (1 + 0.002 * sch.day)).astype(np.int64)
+    null_mask = {k: rng.random(ns) < 0.02 for k in (*INDICATORS, "fans")}
+    null_mask["collects"] |= (platform_v[vid_of] == 3) & (rng.random(ns) < 0.3)
+
+    # 5. Comments listed per sample: Poisson, heavier for much-commented samples, mean calibrated.
+    w = (1.0 + counts["comment_count"]) ** 0.55
+    lam = np.minimum(w / w.mean() * FULL["comments"] / FULL["samples"], 400.0)
+    lam *= FULL["comments"] / FULL["samples"] / lam.mean()
+    n_comments = rng.poisson(lam)
+
+    # 6. Durations: a mode near 7 s and a second one near 38 s, 1 s to 5 min.
+    dur_v = np.where(rng.random(nv) < 0.62, rng.lognormal(np.log(8.0), 0.45, nv), rng.lognormal(np.log(40.0), 0.55, nv))
+    dur_v = np.clip(np.round(dur_v), 1, 300)
+
+    # 7. Identifiers and text.
+    sample_ids = 7_300_000_000 + np.cumsum(rng.integers(1, 40, ns))
+    sample_ids = sample_ids[rng.permutation(ns)]
+    author_ids = 1_000_000_000 + rng.choice(9_000_000_000, size=n_auth, replace=False)
+    vocab = _vocabulary(rng, 3000)
+    topic_words = [list(rng.choice(len(vocab), 4, replace=False)) for _ in range(n_topics)]
+    topic_names = []
+    seen = set()
+    for t in range(n_topics):
+        name = "".join(vocab[i] for i in topic_words[t][:2])
+        while name in seen:
+            name += vocab[int(rng.integers(len(vocab)))][0]
+        seen.add(name)
+        topic_names.append(name)
+
+    # Write in crawl order (by current time), as a crawler would have appended them.
+    order = np.lexsort((sample_ids, ctime_ts))
+    state_index = np.arange(ns)
+    first_state = np.searchsorted(vid_of, np.arange(nv))
+    tmp = out_path.with_name(out_path.name + ".tmp")
+    comment_id = 90_000_000_000
+    text_rng = np.random.default_rng(seed + 1)
+    with open(tmp, "wb") as f:
+        f.write(b"{\n" if fmt == "xsvideo" else b"")
+        for j, s in enumerate(tqdm(order, desc="synth", unit="sample", disable=not progress, mininterval=1.0)):
+            v = int(vid_of[s])
+            t, pf = int(topic_v[v]), int(platform_v[v])
+            words = lambda n: "".join(vocab[i] for i in text_rng.integers(0, len(vocab), n))  # noqa: E731
+            hook = _HOOKS[int(text_rng.integers(len(_HOOKS)))] if appeal_v[v] + text_rng.normal(0, 0.8) > 1.0 else ""
+            vt = np.random.default_rng([seed, v])  # a video's text is the same in all of its states
+            tw = [vocab[i] for i in vt.choice(topic_words[t], 2, replace=False)]
+            title = hook + tw[0] + "".join(vocab[i] for i in vt.integers(0, len(vocab), vt.integers(2, 6))) + tw[1]
+            desc = "".join(vocab[i] for i in vt.integers(0, len(vocab), vt.integers(4, 24))) + f"#{topic_names[t]}#"
+            cts = []
+            lo, hi = int(post_ts_v[v]), int(ctime_ts[s])
+            for c in range(int(n_comments[s])):
+                comment_id += int(text_rng.integers(1, 9))
+                when = lo + int(text_rng.random() * max(1, hi - lo))
+                cts.append((str(comment_id), words(int(text_rng.integers(1, 8))), _fmt_ts(when)))
+            history = [str(sample_ids[x]) for x in range(first_state[v], s)]
+            rec = {
+                "url": _url(pf, v), "level": int(level_v[v]), "platform": PLATFORMS[pf], "final_state": bool(sch.final[s]),
+                "post_time": _fmt_ts(int(post_ts_v[v])), "description": desc, "title": title,
+                "duration_s": int(dur_v[v]), "current_time": _fmt_ts(int(ctime_ts[s]), date_only=bool(s % 3 == 0)),
+                **{k: (None if null_mask[k][s] else int(counts[k][s])) for k in ("fans", "likes", "views", "shares", "collects", "comment_count")},
+                "topic": topic_names[t], "history": history, "author_id": str(author_ids[author_v[v]]),
+            }
+            sid = str(sample_ids[s])
+            if fmt == "jsonl":
+                rec = {"id": sid, **rec, "comments": [{"id": a, "text": b, "time": c} for a, b, c in cts]}
+                f.write(orjson.dumps(rec) + b"\n")
+            else:
+                zh = {_EN_TO_ZH[k]: val for k, val in rec.items()}
+                zh[_EN_TO_ZH["comments"]] = {a: {"评论内容": b, "评论时间": c} for a, b, c in cts}
+                f.write(b'"' + sid.encode() + b'": ' + orjson.dumps(zh) + (b",\n" if j < ns - 1 else b"\n"))
+        f.write(b"}\n" if fmt == "xsvideo" else b"")
+    os.replace(tmp, out_path)
+
+    k_per_video = np.bincount(vid_of, minlength=nv)
+    ctime_day = (ctime_ts - start) // _DAY  # calendar day of the written current time
+    post_day_of_state = np.floor(post[vid_of])
+    return SynthSummary(
+        path=str(out_path), scale=scale, seed=seed, videos=nv, samples=ns, comments=int(n_comments.sum()),
+        history=int((k_per_video * (k_per_video - 1) // 2).sum()),
+        same_author=bucket_edges(author_v[vid_of], ctime_day), same_topic=bucket_edges(topic_v[vid_of], ctime_day),
+        topics=int(len(np.unique(topic_v))), train_by_post_date=int((post_day_of_state <= CUTOFF_DAY).sum()),
+        test_by_post_date=int((post_day_of_state > CUTOFF_DAY).sum()), final_states=int(sch.final.sum()),
+        level_counts=np.bincount(level_v[vid_of], minlength=10).tolist(),
+    )
+
+
+_URL = ("https://www.douyin.com/video/{}", "https://www.kuaishou.com/short-video/{}",
+        "https://www.ixigua.com/{}", "https://www.toutiao.com/video/{}", "https://www.bilibili.com/video/av{}")
+
+
+def _url(platform: int, video: int) -> str:
+    return _URL[platform].format(7_400_000_000_000 + video * 7919)
+
+
+def _fmt_ts(ts: int, date_only: bool = False) -> str:
+    dt = datetime.fromtimestamp(ts, tz=timezone.utc)
+    return dt.strftime("%Y-%m-%d") if date_only else dt.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def summary_dict(summary: SynthSummary) -> dict:
+    """The summary as a JSON-ready dict with each full-scale target's relative error."""
+    d = asdict(summary)
+    f = summary.scale
+    expected = {"videos": FULL["videos"] * f, "samples": FULL["samples"] * f, "comments": FULL["comments"] * f,
+                "history": FULL["history"] * f, "same_author": FULL["same_author"] * f,
+                "same_topic": FULL["same_topic"] * f * f}
+    d["rel_err_vs_published"] = {k: round(d[k] / v - 1, 4) for k, v in expected.items()}
+    return d

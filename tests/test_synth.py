@@ -1,0 +1,121 @@
+"""Synthetic XS-Video: format, calibration, the generative story's properties, determinism."""
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from datetime import datetime
+
+import numpy as np
+import pytest
+
+from graphstore.build import build_store
+from graphstore.cli import main as cli_main
+from graphstore.schema import PLATFORMS, XSVIDEO_KEYS
+from graphstore.store import GraphStore
+from graphstore.synth import FULL, summary_dict, synthesize
+
+
+@pytest.fixture(scope="module")
+def synth_store(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("synth")
+    summary = synthesize(tmp / "xs.json", scale=0.01, seed=3, progress=False)
+    store = GraphStore.open(build_store(tmp / "xs.json", tmp / "store", featurize=False, progress=False))
+    return summary, store, json.loads((tmp / "xs.json").read_text())
+
+
+def test_format_is_the_released_one(synth_store):
+    _, _, data = synth_store
+    sid, rec = next(iter(data.items()))
+    assert sid.isdigit() and set(rec) == set(XSVIDEO_KEYS)
+    for r in data.values():
+        assert r["平台"] in PLATFORMS and 0 <= r["影响力等级"] <= 9 and isinstance(r["最终状态"], bool)
+        for c in r["评论"].values():
+            assert set(c) == {"评论内容", "评论时间"}
+
+
+def test_store_counts_equal_the_generators(synth_store):
+    summary, store, _ = synth_store
+    assert store.num_nodes("video") == summary.samples
+    assert store.num_nodes("comment") == summary.comments
+    assert store.num_nodes("topic") == summary.topics
+    assert store.num_edges("has_same_topic_as") == summary.same_topic
+    assert store.num_edges("has_same_author_as") == summary.same_author
+    assert store.num_edges("is_history_of") == summary.history
+
+
+def test_calibration_at_scale_0_1(tmp_path):
+    d = summary_dict(synthesize(tmp_path / "x.json", scale=0.1, seed=5, progress=False))
+    for key, err in d["rel_err_vs_published"].items():
+        assert abs(err) < 0.02, (key, err)
+    assert abs(d["train_by_post_date"] / (FULL["train"] * 0.1) - 1) < 0.02
+    assert abs(d["test_by_post_date"] / (FULL["test"] * 0.1) - 1) < 0.02
+
+
+def test_marginals_follow_the_published_statistics(synth_store):
+    summary, _, data = synth_store
+    levels = np.bincount([r["影响力等级"] for r in data.values()], minlength=10)
+    assert levels.argmax() == 3
+    assert all(np.diff(levels[3:]) <= 0) and all(np.diff(levels[:4]) >= 0), levels  # unimodal
+    videos = {r["url"]: r for r in data.values()}
+    shares = Counter(r["平台"] for r in videos.values())
+    assert shares["抖音"] > len(videos) / 2 and min(shares, key=shares.get) == "哔哩哔哩"
+    dur = np.array([r["视频时长（秒）"] for r in videos.values()])
+    assert dur.min() >= 1 and dur.max() <= 300
+    assert 4 <= np.bincount(dur.astype(int)).argmax() <= 10
+    ctimes = [r["当前时间"][:10] for r in data.values()]
+    assert min(ctimes) >= "2024-11-25" and max(ctimes) <= "2025-01-02"
+    topic_sizes = sorted(Counter(r["话题"] for r in data.values()).values(), reverse=True)
+    assert sum(topic_sizes[:20]) > 0.4 * sum(topic_sizes)  # long-tailed popularity
+
+
+def _day(s: str) -> datetime:
+    return datetime.fromisoformat(s[:10])
+
+
+def test_crawl_rules(synth_store):
+    _, _, data = synth_store
+    for r in data.values():
+        cur = _day(r["当前时间"])
+        prev = [_day(data[h]["当前时间"]) for h in r["历史状态"]]
+        assert all((cur - p).days >= 2 for p in prev)
+        assert all(data[h]["url"] == r["url"] for h in r["历史状态"])
+        if r["最终状态"]:
+            assert (cur - _day(r["发布时间"])).days >= 14
+
+
+def test_early_states_informative_not_decisive(synth_store):
+    _, _, data = synth_store
+    early = [r for r in data.values() if not r["最终状态"]]
+    likes = np.log1p([r["当前点赞量"] or 0 for r in early])
+    level = np.array([r["影响力等级"] for r in early])
+    corr = np.corrcoef(likes, level)[0, 1]
+    assert 0.4 < corr < 0.95, corr
+    # Even the best monotone map from early likes to a level misses many samples.
+    best = sum(np.bincount(level[np.digitize(likes, b) == i]).max()
+               for b in [np.quantile(likes, np.linspace(0, 1, 31))] for i in np.unique(np.digitize(likes, b)))
+    assert best / len(early) < 0.9
+
+
+def test_deterministic_per_seed(tmp_path):
+    def digest(path):
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    synthesize(tmp_path / "a.json", scale=0.003, seed=1, progress=False)
+    synthesize(tmp_path / "b.json", scale=0.003, seed=1, progress=False)
+    synthesize(tmp_path / "c.json", scale=0.003, seed=2, progress=False)
+    assert digest(tmp_path / "a.json") == digest(tmp_path / "b.json") != digest(tmp_path / "c.json")
+
+
+def test_jsonl_and_cli(tmp_path, capsys):
+    assert cli_main(["synth", "--scale", "0.003", "--seed", "1", "--out", str(tmp_path / "a.jsonl"),
+                     "--format", "jsonl", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    lines = (tmp_path / "a.jsonl").read_text().splitlines()
+    assert len(lines) == summary["samples"] and "level" in json.loads(lines[0])
+    synthesize(tmp_path / "a.json", scale=0.003, seed=1, progress=False)
+    a = GraphStore.open(build_store(tmp_path / "a.jsonl", tmp_path / "sa", featurize=False, progress=False))
+    b = GraphStore.open(build_store(tmp_path / "a.json", tmp_path / "sb", featurize=False, progress=False))
+    assert a.num_edges("has_same_topic_as") == b.num_edges("has_same_topic_as")
+    assert np.array_equal(a.labels(), b.labels())
+    assert cli_main(["synth", "--scale", "0", "--out", str(tmp_path / "z.json")]) == 2
+    assert not (tmp_path / "z.json").exists()

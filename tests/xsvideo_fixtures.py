@@ -1,0 +1,65 @@
+"""Small hand-made XS-Video inputs for build tests (format 1 and JSON Lines)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from graphstore.schema import PLATFORMS, XSVIDEO_KEYS
+
+_ZH = {v: k for k, v in XSVIDEO_KEYS.items()}
+
+
+def make_records(n_videos: int = 40, seed: int = 0) -> dict[str, dict]:
+    """Random English-keyed records with same-day ties, nulls, comments and history lists."""
+    rng = np.random.default_rng(seed)
+    records: dict[str, dict] = {}
+    sid = 1000
+    for v in range(n_videos):
+        topic = f"话题{rng.integers(0, 4)}"
+        author = f"u{rng.integers(0, 6)}"
+        post_day = int(rng.integers(1, 30))
+        n_states = int(rng.integers(1, 4))
+        days = post_day + np.cumsum(rng.integers(2, 5, size=n_states))
+        history: list[str] = []
+        for k, day in enumerate(days):
+            sid += int(rng.integers(1, 3))
+            comments = [
+                {"id": f"c{sid}_{j}", "text": f"评论{j}", "time": f"2024-12-{min(28, int(day)):02d} 1{j % 10}:00:00"}
+                for j in range(int(rng.integers(0, 3)))
+            ]
+            records[str(sid)] = {
+                "id": str(sid), "url": f"https://v/{v}", "level": int(rng.integers(0, 10)),
+                "platform": PLATFORMS[int(rng.integers(0, 5))], "final_state": bool(k == n_states - 1 and rng.random() < 0.5),
+                "post_time": f"2024-11-{post_day:02d} 08:00:00" if post_day <= 30 else "2024-12-01 08:00:00",
+                "description": f"描述{v}", "title": f"标题{v}", "duration_s": float(rng.integers(1, 300)),
+                "comments": comments,
+                "current_time": f"2024-12-{min(31, int(day)):02d}" if k % 2 else f"2024-12-{min(31, int(day)):02d} 09:30:00",
+                "fans": None if rng.random() < 0.2 else int(rng.integers(0, 10**6)),
+                "likes": int(rng.integers(0, 10**4)), "views": None if rng.random() < 0.2 else int(rng.integers(0, 10**7)),
+                "shares": int(rng.integers(0, 100)), "collects": int(rng.integers(0, 100)),
+                "comment_count": len(comments), "topic": topic, "history": list(history), "author_id": author,
+            }
+            history.append(str(sid))
+    return records
+
+
+def to_xsvideo(records: dict[str, dict]) -> dict[str, dict]:
+    """Format 1: Chinese keys, comments as an object keyed by comment id."""
+    out = {}
+    for sid, r in records.items():
+        zh = {_ZH[k]: v for k, v in r.items() if k not in ("id", "comments")}
+        zh[_ZH["comments"]] = {c["id"]: {"评论内容": c["text"], "评论时间": c["time"]} for c in r["comments"]}
+        out[sid] = zh
+    return out
+
+
+def write_xsvideo(path: Path, records: dict[str, dict]) -> Path:
+    path.write_text(json.dumps(to_xsvideo(records), ensure_ascii=False))
+    return path
+
+
+def write_jsonl(path: Path, records: dict[str, dict]) -> Path:
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records.values()))
+    return path
