@@ -1,0 +1,134 @@
+"""`graphstore sample --store PATH`: neighbour-sampling throughput (SEPS), latency and peak RSS."""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from graphstore.errors import UserError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("sample", help="sample neighbourhoods of random seed videos and report SEPS and latency")
+    p.add_argument("--store", required=True, help="store directory")
+    p.add_argument("--batch-size", type=int, default=512, help="seed videos per batch (default %(default)s)")
+    p.add_argument("--fanouts", default="50,51", help="comma-separated fanout per hop, for every relation "
+                   "(0: skip, -1: all; default %(default)s)")
+    p.add_argument("--batches", type=int, default=20, help="timed batches (default %(default)s)")
+    p.add_argument("--warmup", type=int, default=1, help="untimed batches first (JIT compile, page cache)")
+    p.add_argument("--threads", type=int, default=None, help="sampler threads (default: all cores)")
+    p.add_argument("--backend", default="auto", choices=("auto", "cpp", "numba"), help="sampling kernels")
+    p.add_argument("--relations", default=None, help="comma-separated relations to sample (default: all)")
+    p.add_argument("--split", default="train", help="split the seeds come from (default %(default)s)")
+    p.add_argument("--replace", action="store_true", help="sample with replacement")
+    p.add_argument("--seed", type=int, default=0, help="seed of the seed order and of the sampler")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=run)
+
+
+@dataclass
+class SampleReport:
+    """Throughput of one `graphstore sample` run."""
+
+    store: str
+    backend: str
+    threads: int
+    batch_size: int
+    fanouts: list[int]
+    batches: int
+    edges: int
+    nodes: int
+    seconds: float
+    seps: float
+    nodes_per_s: float
+    edges_per_batch: float
+    latency_p50_ms: float
+    latency_p95_ms: float
+    peak_rss_mb: float
+
+
+def parse_fanout_list(text: str) -> list[int]:
+    """'50,51' -> [50, 51]; UserError on anything but ints >= -1."""
+    try:
+        fanouts = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise UserError(f"--fanouts {text!r}: expected comma-separated ints such as 50,51") from None
+    if not fanouts or any(k < -1 for k in fanouts):
+        raise UserError(f"--fanouts {text!r}: expected at least one int >= -1 per hop")
+    return fanouts
+
+
+def seed_batches(pool: np.ndarray, batch_size: int, count: int, seed: int):
+    """`count` batches of distinct seeds: slices of shuffled passes over the pool."""
+    rng = np.random.default_rng(seed)
+    order, pos = rng.permutation(pool), 0
+    for _ in range(count):
+        if pos + batch_size > len(order):
+            order, pos = rng.permutation(pool), 0
+        yield order[pos:pos + batch_size]
+        pos += batch_size
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process in MiB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def measure(sampler, pool: np.ndarray, batch_size: int, batches: int, warmup: int, seed: int,
+            progress: bool = False) -> dict:
+    """Runs warmup + timed batches; per-batch seconds, edges and nodes of the timed ones."""
+    from tqdm import tqdm
+
+    times, edges, nodes = [], 0, 0
+    gen = seed_batches(pool, batch_size, warmup + batches, seed)
+    for i, seeds in enumerate(tqdm(gen, total=warmup + batches, desc="sampling", unit="batch", disable=not progress)):
+        t0 = time.perf_counter()
+        out = sampler.sample(seeds, batch=i)
+        dt = time.perf_counter() - t0
+        if i >= warmup:
+            times.append(dt)
+            edges += out.num_edges
+            nodes += out.num_nodes
+    return {"times": np.asarray(times), "edges": edges, "nodes": nodes}
+
+
+def run(args: argparse.Namespace) -> int:
+    from graphstore.sampler import NeighborSampler
+    from graphstore.store import GraphStore
+
+    fanouts = parse_fanout_list(args.fanouts)
+    if args.batch_size < 1 or args.batches < 1 or args.warmup < 0:
+        raise UserError("--batch-size and --batches must be >= 1 and --warmup >= 0")
+    store = GraphStore.open(args.store)
+    pool = store.split(args.split)
+    if len(pool) < args.batch_size:
+        raise UserError(f"split {args.split!r} has {len(pool)} videos, fewer than --batch-size {args.batch_size}")
+    relations = [r.strip() for r in args.relations.split(",") if r.strip()] if args.relations else None
+    sampler = NeighborSampler(store, fanouts, replace=args.replace, seed=args.seed, backend=args.backend,
+                              num_threads=args.threads, relations=relations)
+    m = measure(sampler, pool, args.batch_size, args.batches, args.warmup, args.seed,
+                progress=sys.stderr.isatty() and not args.json)
+    total = float(m["times"].sum())
+    report = SampleReport(
+        store=str(store.path), backend=sampler.backend, threads=sampler.num_threads, batch_size=args.batch_size,
+        fanouts=fanouts, batches=args.batches, edges=m["edges"], nodes=m["nodes"], seconds=round(total, 4),
+        seps=m["edges"] / total, nodes_per_s=m["nodes"] / total, edges_per_batch=m["edges"] / args.batches,
+        latency_p50_ms=float(np.percentile(m["times"], 50) * 1e3),
+        latency_p95_ms=float(np.percentile(m["times"], 95) * 1e3), peak_rss_mb=peak_rss_mb(),
+    )
+    if args.json:
+        print(json.dumps(asdict(report), indent=2))
+        return 0
+    print(f"store {report.store}: backend {report.backend}, {report.threads} thread(s), batch {report.batch_size}, "
+          f"fanouts {report.fanouts}, {report.batches} batches")
+    print(f"  SEPS (sampled edges/s)   {report.seps:>16,.0f}")
+    print(f"  sampled nodes/s          {report.nodes_per_s:>16,.0f}")
+    print(f"  edges per batch          {report.edges_per_batch:>16,.0f}")
+    print(f"  batch latency p50 / p95  {report.latency_p50_ms:>9.2f} / {report.latency_p95_ms:.2f} ms")
+    print(f"  peak RSS                 {report.peak_rss_mb:>13,.0f} MiB")
+    return 0

@@ -1,0 +1,5 @@
+"""Neighbour samplers over the store's topology (C++/OpenMP or Numba kernels, identical output)."""
+from graphstore.sampler.neighbor import NeighborSampler, SamplerError, parse_fanouts
+from graphstore.sampler.output import SampleOutput
+
+__all__ = ["NeighborSampler", "SampleOutput", "SamplerError", "parse_fanouts"]

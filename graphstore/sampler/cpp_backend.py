@@ -1,0 +1,36 @@
+"""The C++/OpenMP kernels (graphstore._sampler_cpp, built from csrc/sampler.cpp)."""
+from __future__ import annotations
+
+try:
+    from graphstore import _sampler_cpp
+except ImportError as exc:  # the Numba backend is the fallback
+    _sampler_cpp = None
+    IMPORT_ERROR: str | None = str(exc)
+else:
+    IMPORT_ERROR = None
+
+
+def available() -> bool:
+    """Whether the extension imported."""
+    return _sampler_cpp is not None
+
+
+class CppBackend:
+    """Kernel pair used by NeighborSampler; OpenMP threads per call."""
+
+    name = "cpp"
+
+    def __init__(self, num_threads: int | None):
+        if _sampler_cpp is None:
+            raise ImportError(f"graphstore._sampler_cpp is not built ({IMPORT_ERROR}); "
+                              "run `python setup.py build_ext --inplace` or use backend='numba'")
+        self.num_threads = int(num_threads or _sampler_cpp.max_threads())
+
+    def draw(self, rel, frontier, tail0, k, replace, rel_key):
+        return _sampler_cpp.draw(rel.kind_code, rel.identity, rel.head_index, rel.indptr, rel.indices,
+                                 rel.members, rel.lo, rel.hi, frontier, int(tail0), int(k), bool(replace),
+                                 int(rel_key), self.num_threads)
+
+    def relabel(self, heads, node_map, nodes, n):
+        rows, n = _sampler_cpp.relabel(heads, node_map, nodes, int(n))
+        return rows, n
