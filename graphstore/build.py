@@ -73,7 +73,7 @@ def build_store(
         if featurize:
             from graphstore.features import featurize_store
 
-            featurize_store(tmp, **(feature_options or {}))
+            featurize_store(tmp, **{"progress": progress, **(feature_options or {})})
         if store_path.exists():
             shutil.rmtree(store_path)
         tmp.rename(store_path)

@@ -7,7 +7,7 @@ import sys
 
 from graphstore.errors import UserError
 
-COMMANDS = ("synth", "build", "info", "query")
+COMMANDS = ("synth", "build", "info", "query", "sample", "featurize")
 
 
 def build_parser() -> argparse.ArgumentParser:

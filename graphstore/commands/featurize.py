@@ -1,0 +1,35 @@
+"""`graphstore featurize STORE`: encode node features of an existing store (resumable)."""
+from __future__ import annotations
+
+import argparse
+import time
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("featurize", help="encode node features into an existing store (resumes an interrupted run)")
+    p.add_argument("store", help="store directory built by `graphstore build`")
+    p.add_argument("--text-encoder", default="hash", help="'hash' (default), 'minilm', or a local Hugging Face encoder directory")
+    p.add_argument("--text-dim", type=int, default=256, help="dimension of the hash text encoder")
+    p.add_argument("--video-features", default=None, help="precomputed video features (.npy directory, .npy matrix or .parquet)")
+    p.add_argument("--video-dim", type=int, default=None, help="video feature dimension (default: from the vectors)")
+    p.add_argument("--dtype", default="float16", choices=("float16", "float32"), help="feature dtype")
+    p.add_argument("--codec", default="auto", choices=("auto", "none", "lz4", "zstd"), help="chunk compression")
+    p.add_argument("--types", default=None, help="comma-separated node types (default: all)")
+    p.add_argument("--overwrite", action="store_true", help="re-encode features that exist with other settings")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from graphstore.features import featurize_store
+    from graphstore.store import GraphStore
+
+    store = GraphStore.open(args.store)
+    started = time.time()
+    meta = featurize_store(store.path, text_encoder=args.text_encoder, text_dim=args.text_dim,
+                           video_features=args.video_features, dtype=args.dtype, progress=not args.no_progress,
+                           video_dim=args.video_dim, codec=args.codec, overwrite=args.overwrite,
+                           node_types=args.types.split(",") if args.types else None)
+    print(f"featurized {store.path} in {time.time() - started:.1f} s: "
+          + ", ".join(f"{t} {m['dim']}-d {m['codec']}" for t, m in meta.items()))
+    return 0

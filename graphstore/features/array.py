@@ -1,0 +1,270 @@
+"""`FeatureArray`: batched row gather from a row-chunked Zarr feature matrix, with a SIEVE chunk cache."""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from graphstore.errors import UserError
+from graphstore.features.cache import POLICIES
+
+DEFAULT_CACHE_BYTES = 64 << 20
+
+
+@dataclass
+class ChunkLayout:
+    """What the direct chunk reader needs from an array's zarr.json."""
+
+    shape: tuple[int, int]
+    dtype: np.dtype
+    chunk_rows: int
+    codec: str  # "raw", "blosc" or "zarr" (anything else: read through zarr)
+    fill_value: float
+
+    @property
+    def row_bytes(self) -> int:
+        return int(self.dtype.itemsize * self.shape[1])
+
+
+def read_layout(array_dir: Path) -> ChunkLayout:
+    """Parse a 2-d Zarr v3 array's metadata; codec 'zarr' when the fast path does not apply."""
+    meta = json.loads((array_dir / "zarr.json").read_text())
+    shape = tuple(int(s) for s in meta["shape"])
+    if len(shape) == 1:
+        shape = (shape[0], 1)
+    chunks = meta["chunk_grid"]["configuration"]["chunk_shape"]
+    codecs = meta.get("codecs", [])
+    names = [c["name"] for c in codecs]
+    endian = codecs[0].get("configuration", {}).get("endian", "little") if codecs else "little"
+    full_width = len(chunks) == 1 or int(chunks[1]) == shape[1]
+    default_keys = meta.get("chunk_key_encoding", {}).get("name") == "default" and \
+        meta["chunk_key_encoding"].get("configuration", {}).get("separator", "/") == "/"
+    codec = "zarr"
+    if full_width and default_keys and endian == "little" and names and names[0] == "bytes":
+        codec = {(): "raw", ("blosc",): "blosc"}.get(tuple(names[1:]), "zarr")
+    fill = meta.get("fill_value", 0)
+    return ChunkLayout(shape=(shape[0], shape[1]), dtype=np.dtype(meta["data_type"]).newbyteorder("<"),
+                       chunk_rows=int(chunks[0]), codec=codec, fill_value=float(fill or 0))
+
+
+class FeatureArray:
+    """Row gather over `features/<type>/<name>`: ids sorted and grouped by chunk, each chunk read once.
+
+    Hot chunks stay in a byte-bounded cache (SIEVE by default) laid out as one slab
+    [slots, chunk_rows, dim], so cache hits are a single vectorised fancy index. File handles,
+    cache and slab are created lazily and re-created after a fork, so one object may be
+    pickled into DataLoader workers or shared through fork safely (reads use os.pread).
+    """
+
+    def __init__(self, array_dir: str | Path, cache_bytes: int = DEFAULT_CACHE_BYTES, policy: str = "sieve",
+                 map_raw: bool | None = None):
+        self.path = Path(array_dir)
+        if not (self.path / "zarr.json").is_file():
+            raise UserError(f"{self.path}: no feature array (run `graphstore featurize`)")
+        if policy not in POLICIES:
+            raise UserError(f"cache policy must be one of {sorted(POLICIES)}, got {policy!r}")
+        self.layout = read_layout(self.path)
+        self.cache_bytes, self.policy, self.map_raw = int(cache_bytes), policy, map_raw
+        self._pid = -1
+        self.stats = {"hits": 0, "misses": 0, "bytes_read": 0}
+
+    # --- public API ---------------------------------------------------------------------
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.layout.shape
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.layout.dtype
+
+    @property
+    def chunk_rows(self) -> int:
+        return self.layout.chunk_rows
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, key) -> np.ndarray:
+        if isinstance(key, slice):
+            return self.gather(np.arange(self.shape[0])[key])
+        return self.gather(np.asarray(key, dtype=np.int64))
+
+    def gather(self, ids: np.ndarray) -> np.ndarray:
+        """Rows `ids` (any order, repeats allowed) as a [len(ids), dim] array in the stored dtype."""
+        ids = np.asarray(ids, dtype=np.int64).ravel()
+        n, dim = self.shape
+        out = np.empty((ids.shape[0], dim), dtype=self.dtype)
+        if ids.size == 0:
+            return out
+        if ids.min() < 0 or ids.max() >= n:
+            raise UserError(f"{self.path}: row ids must lie in 0..{n - 1}")
+        self._ensure_open()
+        cr = self.chunk_rows
+        if self.layout.codec == "raw" and self._maps is not None:
+            return self._gather_mapped(ids, out)
+        chunk_of = ids // cr
+        uniq, inv = np.unique(chunk_of, return_inverse=True)
+        local = ids - chunk_of * cr
+        if self._slots is None:  # cache disabled: each chunk read into one scratch buffer
+            order = np.argsort(inv, kind="stable")
+            bounds = np.searchsorted(inv[order], np.arange(uniq.shape[0] + 1))
+            buf = np.empty((cr, dim), dtype=self.dtype)
+            for k, c in enumerate(uniq):
+                sel = order[bounds[k]:bounds[k + 1]]
+                out[sel] = self._read_chunk(int(c), into=buf)[local[sel]]
+            return out
+        if self._table is not None:  # SIEVE: vectorised lookup, a hit only sets its visited bit
+            slot = self._table[uniq]
+            hit = slot >= 0
+            self._cache.visited[slot[hit]] = True
+        else:
+            slot = np.fromiter((self._cache.lookup(int(c)) for c in uniq), dtype=np.int64, count=uniq.shape[0])
+            hit = slot >= 0
+        n_hit = int(hit.sum())
+        self.stats["hits"] += n_hit
+        self.stats["misses"] += uniq.shape[0] - n_hit
+        if n_hit == uniq.shape[0]:
+            return self._slab[slot[inv], local]
+        if n_hit:
+            rows_hit = hit[inv]
+            out[rows_hit] = self._slab[slot[inv[rows_hit]], local[rows_hit]]
+        if not hit.all():
+            miss_k = np.flatnonzero(~hit)
+            # rows of each missed chunk, grouped by one stable sort of the inverse index
+            rows_miss = np.flatnonzero(~hit[inv])
+            order = rows_miss[np.argsort(inv[rows_miss], kind="stable")]
+            bounds = np.searchsorted(inv[order], miss_k, side="left")
+            ends = np.searchsorted(inv[order], miss_k, side="right")
+            for k, lo, hi in zip(miss_k, bounds, ends):
+                c = int(uniq[k])
+                s, evicted = self._cache.insert(c)
+                if self._table is not None:
+                    if evicted is not None:
+                        self._table[evicted] = -1
+                    self._table[c] = s
+                block = self._slab[s]
+                self._read_chunk(c, into=block)
+                sel = order[lo:hi]
+                out[sel] = block[local[sel]]
+        return out
+
+    def _gather_mapped(self, ids: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """Raw arrays: fancy-index memory-mapped chunk files (the OS page cache is the cache)."""
+        cr = self.chunk_rows
+        n_chunks = len(self._maps)
+        if n_chunks == 1:
+            return self._map(0)[ids]
+        chunk_of = ids // cr
+        order = np.argsort(chunk_of, kind="stable")
+        bounds = np.searchsorted(chunk_of[order], np.arange(n_chunks + 1))
+        for c in np.flatnonzero(np.diff(bounds)):
+            sel = order[bounds[c]:bounds[c + 1]]
+            out[sel] = self._map(int(c))[ids[sel] - c * cr]
+        return out
+
+    def _map(self, c: int) -> np.ndarray:
+        mm = self._maps[c]
+        if mm is None:
+            path = self._chunk_file(c)
+            shape = (self.chunk_rows, self.shape[1])
+            if path.is_file():
+                mm = np.memmap(path, dtype=self.dtype, mode="r", shape=shape)
+            else:
+                mm = np.full(shape, self.layout.fill_value, dtype=self.dtype)
+            self._maps[c] = mm
+        return mm
+
+    def clear_cache(self) -> None:
+        """Drop all cached chunks (the next gather is cold)."""
+        self._pid = -1
+
+    # --- internals ----------------------------------------------------------------------
+    def _ensure_open(self) -> None:
+        if self._pid == os.getpid():
+            return
+        self._pid = os.getpid()
+        self._fds: dict[int, int] = {}
+        self._zarr = None
+        chunk_bytes = self.chunk_rows * self.layout.row_bytes
+        n_chunks = -(-self.shape[0] // self.chunk_rows)
+        capacity = min(n_chunks, self.cache_bytes // max(1, chunk_bytes))
+        # raw chunks of at least 1 MiB are memory-mapped; smaller raw or compressed chunks go through the cache
+        map_raw = chunk_bytes >= (1 << 20) if self.map_raw is None else self.map_raw
+        self._maps = [None] * n_chunks if self.layout.codec == "raw" and map_raw else None
+        if self._maps is not None:
+            capacity = 0
+        if capacity >= 1:
+            self._cache = POLICIES[self.policy](capacity)
+            # np.empty: pages are only touched (and counted in RSS) as slots fill
+            self._slab = np.empty((capacity, self.chunk_rows, self.shape[1]), dtype=self.dtype)
+            self._slots = capacity
+            self._table = np.full(n_chunks, -1, np.int64) if self.policy == "sieve" else None
+        else:
+            self._cache, self._slab, self._slots, self._table = None, None, None, None
+        if self.layout.codec == "blosc":
+            import numcodecs
+
+            self._blosc = numcodecs.Blosc()
+
+    def _chunk_file(self, c: int) -> Path:
+        return self.path / "c" / str(c) / "0"
+
+    def _read_chunk(self, c: int, into: np.ndarray | None = None) -> np.ndarray:
+        """Chunk c as [chunk_rows, dim] (padded past the last row)."""
+        shape = (self.chunk_rows, self.shape[1])
+        out = np.empty(shape, dtype=self.dtype) if into is None else into
+        codec = self.layout.codec
+        if codec == "zarr":
+            if self._zarr is None:
+                import zarr
+
+                self._zarr = zarr.open_array(str(self.path), mode="r")
+            lo = c * self.chunk_rows
+            hi = min(self.shape[0], lo + self.chunk_rows)
+            block = np.asarray(self._zarr[lo:hi]).reshape(hi - lo, -1)
+            out[: hi - lo] = block
+            self.stats["bytes_read"] += block.nbytes
+            return out
+        path = self._chunk_file(c)
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            out[...] = self.layout.fill_value
+            return out
+        try:
+            size = os.fstat(fd).st_size
+            if codec == "raw":
+                buf = out.reshape(-1).view(np.uint8)
+                got = os.preadv(fd, [buf], 0) if size == buf.nbytes else -1
+                if got != buf.nbytes:
+                    raise UserError(f"{path}: chunk has {size} bytes, expected {buf.nbytes}")
+            else:
+                data = os.pread(fd, size, 0)
+                self._blosc.decode(data, out=out.reshape(-1).view(np.uint8))
+            self.stats["bytes_read"] += size
+        finally:
+            os.close(fd)
+        return out
+
+    def __getstate__(self) -> dict:
+        state = {k: v for k, v in self.__dict__.items() if not k.startswith("_") or k == "_pid"}
+        state["_pid"] = -1  # the receiving process opens its own files and cache
+        return state
+
+    def __repr__(self) -> str:
+        return f"FeatureArray({str(self.path)!r}, shape={self.shape}, dtype={self.dtype}, codec={self.layout.codec})"
+
+
+def open_feature(store, node_type: str, name: str = "x", cache_bytes: int = DEFAULT_CACHE_BYTES,
+                 policy: str = "sieve") -> FeatureArray:
+    """The feature matrix `features/<node_type>/<name>` of a GraphStore (or a store path)."""
+    path = Path(getattr(store, "path", store))
+    array_dir = path / "features" / node_type / name
+    if not (array_dir / "zarr.json").is_file():
+        have = sorted(p.name for p in (path / "features").iterdir()) if (path / "features").is_dir() else []
+        raise UserError(f"{path}: no feature {node_type}/{name}; featurized types: {', '.join(have) or 'none'} "
+                        f"(run `graphstore featurize {path}`)")
+    return FeatureArray(array_dir, cache_bytes=cache_bytes, policy=policy)

