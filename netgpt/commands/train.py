@@ -1,0 +1,103 @@
+"""`netgpt train`: stage 1 (graph pretraining) here; stages 2/3 dispatched to netgpt.llm.stages."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+
+from graphstore.errors import UserError
+
+STAGES = ("pretrain", "align", "finetune", "all")
+
+
+def add_pretrain_arguments(p: argparse.ArgumentParser) -> None:
+    """Options of stage-1 pretraining (shared with the baselines command)."""
+    from netgpt.config import PRESETS, RELATION_GROUPS
+
+    p.add_argument("--store", required=True, help="graphstore directory (featurized)")
+    p.add_argument("--preset", choices=sorted(PRESETS), default="cpu", help="stage-1 hyper-parameters (default cpu)")
+    p.add_argument("--epochs", type=int, help="override the preset's epoch count")
+    p.add_argument("--max-steps", type=int, help="cap optimiser steps per epoch (smoke runs)")
+    p.add_argument("--max-eval-batches", type=int, help="cap evaluation batches per split (smoke runs)")
+    p.add_argument("--batch-size", type=int, help="override the preset's batch size")
+    p.add_argument("--d-g", type=int, help="override the hidden width d_g")
+    p.add_argument("--fanouts", type=int, nargs="+", help="override the per-relation fanout of each hop")
+    p.add_argument("--num-workers", type=int, help="loader worker processes")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-video-features", action="store_true", help="ablation: zero the video features")
+    p.add_argument("--relations-exclude", nargs="+", metavar="GROUP", choices=sorted(RELATION_GROUPS),
+                   help="ablation: drop relation groups")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def config_from_args(args: argparse.Namespace, **extra):
+    """The PretrainConfig of parsed pretrain arguments."""
+    from netgpt.config import exclusion_overrides, preset
+
+    over = dict(epochs=args.epochs, max_steps=args.max_steps, max_eval_batches=args.max_eval_batches,
+                batch_size=args.batch_size, d_g=args.d_g, fanouts=args.fanouts, num_workers=args.num_workers,
+                seed=args.seed, no_video_features=args.no_video_features or None,
+                **exclusion_overrides(args.relations_exclude), **extra)
+    return preset(args.preset, **over)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train", help="train a NetGPT stage (pretrain: RGCN; align/finetune/all: LLM stages)",
+        epilog="Several processes (DDP; gloo on CPU, NCCL on GPU): "
+               "torchrun --nproc-per-node N -m netgpt.cli train --stage pretrain ... ; each rank trains on a disjoint "
+               "shard of the train seeds. Early stopping and model selection use the val split, never test.")
+    p.add_argument("--stage", choices=STAGES, default="pretrain")
+    p.add_argument("--out", required=True, help="run directory")
+    p.add_argument("--resume", action="store_true", help="continue from the run directory's last checkpoint")
+    p.add_argument("--llm", help="local Hugging Face LLM directory (stages align/finetune/all)")
+    p.add_argument("--llm-config", help="LLM-stage settings: a preset ('paper', default; 'tiny' for CPU smoke runs) "
+                                        "or a JSON file of netgpt.llm.config.LLMConfig fields")
+    p.add_argument("--skip-align", action="store_true", help="ablation: skip stage 2 (fine-tune without alignment)")
+    add_pretrain_arguments(p)
+    p.set_defaults(func=run)
+
+
+def _pretrain(args: argparse.Namespace) -> dict:
+    from netgpt.train_gnn import run_pretrain
+
+    result = run_pretrain(args.out, args.store, config_from_args(args), resume=args.resume,
+                          progress=not args.no_progress)
+    print(json.dumps(result, indent=2))
+    return result
+
+
+def run(args: argparse.Namespace) -> int:
+    """Stage pretrain here; align/finetune via netgpt.llm.stages; all = pretrain, embed, align, finetune."""
+    if args.stage == "pretrain":
+        _pretrain(args)
+        return 0
+    try:
+        stages = importlib.import_module("netgpt.llm.stages")
+    except ImportError as exc:
+        raise UserError(f"--stage {args.stage} needs netgpt.llm.stages, which is not available ({exc})") from None
+    if not args.llm:
+        raise UserError(f"--stage {args.stage} needs --llm DIR (a local Hugging Face model directory)")
+    if args.stage == "all":
+        from pathlib import Path
+
+        from graphstore.store import GraphStore
+        from netgpt.embed import run_embed
+
+        if not (Path(args.out) / "pretrain" / "metrics.json").is_file():
+            resume = args.resume or (Path(args.out) / "pretrain" / "checkpoint.pt").is_file()
+            if "stopped_after_epochs" in _pretrain(argparse.Namespace(**{**vars(args), "resume": resume})):
+                return 0
+        name = Path(args.out).resolve().name
+        if f"embeddings/{name}" not in GraphStore.open(args.store).root:
+            run_embed(args.out, args.store, progress=not args.no_progress)
+    from netgpt.llm.config import as_config
+
+    config = as_config(args.llm_config, skip_align=True if args.skip_align else None)
+    kw = dict(max_steps=args.max_steps, resume=args.resume, seed=args.seed, progress=not args.no_progress,
+              config=config)
+    if args.stage in ("align", "all") and not config.skip_align:
+        stages.run_align(args.out, args.store, args.llm, **kw)
+    if args.stage in ("finetune", "all"):
+        stages.run_finetune(args.out, args.store, args.llm, **kw)
+    return 0

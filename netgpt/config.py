@@ -1,0 +1,111 @@
+"""Stage-1 (graph pretraining) configuration and its presets `paper` and `cpu`."""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from graphstore.errors import UserError
+from graphstore.schema import (
+    COMMENT_RELATIONS,
+    INTERACTION_RELATIONS,
+    RELATION_NAMES,
+    VIDEO_VIDEO_RELATIONS,
+)
+
+
+# --relations-exclude GROUP -> the config switch it sets (the paper's ablations).
+RELATION_GROUPS = {"video_video": "no_video_video", "interaction": "no_interaction", "comment": "no_comments"}
+
+
+def exclusion_overrides(groups: list[str] | None) -> dict[str, bool]:
+    """Config overrides of `--relations-exclude` group names; UserError names an unknown group."""
+    out = {}
+    for g in groups or []:
+        if g not in RELATION_GROUPS:
+            raise UserError(f"unknown relation group {g!r}; choose from {', '.join(RELATION_GROUPS)}")
+        out[RELATION_GROUPS[g]] = True
+    return out
+
+
+@dataclass
+class PretrainConfig:
+    """Every number of the RGCN pretraining stage; defaults are the paper's reference values."""
+
+    preset: str = "paper"
+    model: str = "rgcn"  # rgcn | gcn | han | hgt
+    d_g: int = 1024  # hidden / embedding width
+    num_layers: int = 2
+    dropout: float = 0.0
+    heads: int = 4  # HAN / HGT baselines only
+    fanouts: list[int] = field(default_factory=lambda: [50, 51])  # per relation, per hop
+    batch_size: int = 512
+    eval_batch_size: int = 512
+    lr: float = 1e-5
+    weight_decay: float = 1e-4
+    grad_clip: float | None = None  # max gradient norm (None: no clipping, as the reference code)
+    epochs: int = 100
+    patience: int = 10  # epochs without val improvement before stopping
+    select_metric: str = "mae"  # val metric for early stopping / model selection (lower is better)
+    max_steps: int | None = None  # cap on optimiser steps per epoch (smoke runs, benches)
+    max_eval_batches: int | None = None  # cap on evaluation batches per split (smoke runs)
+    num_workers: int = 0
+    seed: int = 0
+    embed_fanout: int = 200  # per relation neighbours of layer-wise embedding inference
+    embed_chunk: int = 4096  # video nodes per chunk of layer-wise inference
+    no_video_features: bool = False
+    no_video_video: bool = False
+    no_interaction: bool = False
+    no_comments: bool = False
+
+    def relations(self) -> list[str]:
+        """Relations the model sees after the ablation switches."""
+        drop: set[str] = set()
+        if self.no_video_video:
+            drop |= set(VIDEO_VIDEO_RELATIONS)
+        if self.no_interaction:
+            drop |= set(INTERACTION_RELATIONS)
+        if self.no_comments:
+            drop |= set(COMMENT_RELATIONS)
+        return [r for r in RELATION_NAMES if r not in drop]
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def save(self, path: str | Path) -> None:
+        """Write the config as JSON (atomically)."""
+        path = Path(path)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True))
+        tmp.replace(path)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "PretrainConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise UserError(f"unknown pretrain config keys: {', '.join(unknown)}")
+        return cls(**data)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "PretrainConfig":
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+PRESETS: dict[str, dict] = {
+    # The reference code's values (paper, GPU).
+    "paper": {},
+    # Small enough for a 2-core CPU: one scale-0.1 epoch takes minutes.
+    "cpu": {"d_g": 128, "fanouts": [10, 10], "lr": 3e-4, "grad_clip": 1.0, "epochs": 10, "patience": 3,
+            "eval_batch_size": 1024, "embed_fanout": 50},
+}
+
+
+def preset(name: str, **overrides) -> PretrainConfig:
+    """The named preset with `overrides` (None values ignored) applied."""
+    if name not in PRESETS:
+        raise UserError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    values = {"preset": name, **PRESETS[name]}
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return PretrainConfig.from_dict(values)

@@ -1,0 +1,1 @@
+"""Graph models of NetGPT stage 1 and its graph baselines."""

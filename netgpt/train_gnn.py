@@ -1,0 +1,252 @@
+"""Stage 1: graph pretraining (single process or DDP under torchrun), checkpoints, resume,
+early stopping on VAL, final predictions and metrics for val and test."""
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from graphstore.errors import UserError
+from graphstore.store import GraphStore
+
+from .config import PretrainConfig
+from .data import batch_inputs, edge_types, input_dims, iter_batches
+from .distributed import DistContext, barrier, broadcast_flag, cleanup, gather_arrays, init_distributed, shard_seeds
+from .metrics import regression_metrics
+
+STAGE = "pretrain"
+EVAL_SPLITS = ("val", "test")
+EVAL_SEED_OFFSET = 1_000_003  # loader seed of evaluation batches: fixed, distinct from training
+
+
+def build_model(cfg: PretrainConfig, in_dims: dict[str, int], etypes: list[tuple[str, str, str]]) -> torch.nn.Module:
+    """The configured graph model (rgcn, or a baseline gcn/han/hgt)."""
+    if cfg.model == "rgcn":
+        from .models.rgcn import HeteroRGCN
+
+        return HeteroRGCN(in_dims, etypes, cfg.d_g, cfg.num_layers, cfg.dropout, cfg.no_video_features)
+    from .models.baselines import build_baseline
+
+    return build_baseline(cfg, in_dims, etypes)
+
+
+def model_for_store(cfg: PretrainConfig, store: GraphStore) -> torch.nn.Module:
+    """Build the model for a store's feature widths and relations, seeded by cfg.seed."""
+    torch.manual_seed(cfg.seed)
+    return build_model(cfg, input_dims(store, cfg), edge_types(store, cfg))
+
+
+def atomic_torch_save(obj, path: Path) -> None:
+    """torch.save to a temporary file, then rename."""
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def write_predictions(path: Path, nodes: np.ndarray, sample_ids: list[str], y_true: np.ndarray, y_pred: np.ndarray) -> None:
+    """predictions_<split>.parquet: node, sample_id, y_true, y_pred (atomic)."""
+    order = np.argsort(nodes, kind="stable")
+    nodes = nodes[order]
+    table = pa.table({
+        "node": pa.array(nodes.astype(np.int64)),
+        "sample_id": pa.array([sample_ids[i] for i in nodes], type=pa.string()),
+        "y_true": pa.array(y_true[order].astype(np.float64)),
+        "y_pred": pa.array(y_pred[order].astype(np.float64)),
+    })
+    tmp = path.with_name(path.name + ".tmp")
+    pq.write_table(table, tmp)
+    os.replace(tmp, path)
+
+
+def write_json(path: Path, obj) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True))
+    os.replace(tmp, path)
+
+
+@torch.no_grad()
+def predict_nodes(model: torch.nn.Module, store: GraphStore, nodes: np.ndarray, cfg: PretrainConfig,
+                  ctx: DistContext, desc: str = "eval", progress: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(nodes, y_true, y_pred) over `nodes`, sharded across ranks and gathered on every rank."""
+    model.eval()
+    mine = np.asarray(nodes, dtype=np.int64)[ctx.rank::ctx.world_size]
+    out_n, out_y, out_p = [], [], []
+    total = -(-mine.size // cfg.eval_batch_size)
+    if cfg.max_eval_batches is not None:
+        total = min(total, cfg.max_eval_batches)
+    bar = tqdm(total=total, desc=desc, unit="batch", disable=not (progress and ctx.is_main), leave=False)
+    for i, batch in enumerate(iter_batches(store, mine, cfg, batch_size=cfg.eval_batch_size, seed=cfg.seed + EVAL_SEED_OFFSET)):
+        if i >= total:
+            break
+        x, ei, bs, n_id, y = batch_inputs(batch, ctx.device)
+        _, pred = model(x, ei, bs)
+        out_n.append(n_id.numpy()); out_y.append(y.cpu().numpy()); out_p.append(pred.float().cpu().numpy())
+        bar.update(1)
+    bar.close()
+    cat = lambda parts, dt: np.concatenate(parts).astype(dt) if parts else np.zeros(0, dt)  # noqa: E731
+    return tuple(gather_arrays(ctx, cat(out_n, np.int64), cat(out_y, np.float32), cat(out_p, np.float32)))
+
+
+def _rng_state() -> dict:
+    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"]); np.random.set_state(state["numpy"]); random.setstate(state["python"])
+
+
+def _epoch_seed(cfg: PretrainConfig, epoch: int, rank: int) -> None:
+    """Per-epoch seeding, so a resumed run draws what an uninterrupted one would."""
+    s = (cfg.seed * 1_000_003 + epoch * 1009 + rank) % (2**32)
+    torch.manual_seed(s); np.random.seed(s); random.seed(s)
+
+
+def run_pretrain(run_dir: str | Path, store_path: str | Path, cfg: PretrainConfig, *, resume: bool = False,
+                 stop_after_epochs: int | None = None, progress: bool = True, stage: str = STAGE) -> dict:
+    """Train stage 1 into RUN_DIR/<stage>; returns {split: metrics} of the best (val) model.
+
+    `stop_after_epochs` ends this invocation after that many epochs without touching the
+    schedule (the run can be continued with resume=True)."""
+    ctx = init_distributed()
+    try:
+        return _run(Path(run_dir), Path(store_path), cfg, ctx, resume, stop_after_epochs, progress, stage)
+    finally:
+        cleanup(ctx)
+
+
+def _run(run_dir: Path, store_path: Path, cfg: PretrainConfig, ctx: DistContext, resume: bool,
+         stop_after: int | None, progress: bool, stage: str) -> dict:
+    store = GraphStore.open(store_path)  # a wrong path fails before anything is written
+    out = run_dir / stage
+    last_path, best_path = out / "checkpoint.pt", out / "best.pt"
+    if resume and last_path.is_file():
+        cfg = PretrainConfig.load(out / "config.json")  # a resumed run keeps its own config
+    elif last_path.is_file():
+        raise UserError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+    else:
+        resume = False  # killed before the first checkpoint: start from scratch
+    if ctx.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        cfg.save(out / "config.json")
+        top = json.loads((run_dir / "config.json").read_text()) if (run_dir / "config.json").is_file() else {}
+        top.update({"store": str(Path(store_path).resolve()), stage: cfg.to_dict()})
+        write_json(run_dir / "config.json", top)
+    barrier(ctx)
+
+    train_ids = store.split("train")
+    val_ids = store.split("val")
+    if train_ids.size < ctx.world_size or val_ids.size == 0:
+        raise UserError(f"{store_path}: split sizes train={train_ids.size} val={val_ids.size} are too small to train")
+    model = model_for_store(cfg, store).to(ctx.device)
+    per_rank = train_ids.size // ctx.world_size
+    steps_per_epoch = -(-per_rank // cfg.batch_size)
+    if cfg.max_steps is not None:
+        steps_per_epoch = min(steps_per_epoch, cfg.max_steps)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, cfg.epochs * steps_per_epoch))
+    start_epoch, best, bad_epochs = 0, {"value": float("inf"), "epoch": -1}, 0
+    if resume:
+        ck = torch.load(last_path, map_location=ctx.device, weights_only=False)
+        model.load_state_dict(ck["model"]); opt.load_state_dict(ck["optimizer"]); sched.load_state_dict(ck["scheduler"])
+        start_epoch, best, bad_epochs = ck["epoch"] + 1, ck["best"], ck["bad_epochs"]
+        _set_rng_state(ck["rng"])
+    if ctx.is_main:
+        _truncate_metrics(out / "metrics.jsonl", start_epoch)
+    net = DistributedDataParallel(model, find_unused_parameters=cfg.model != "rgcn") if ctx.enabled else model
+
+    ran = 0
+    for epoch in range(start_epoch, cfg.epochs):
+        if bad_epochs >= cfg.patience or (stop_after is not None and ran >= stop_after):
+            break
+        _epoch_seed(cfg, epoch, ctx.rank)
+        seeds = shard_seeds(train_ids, epoch, cfg.seed, ctx.rank, ctx.world_size)
+        net.train()
+        t0, seen, loss_sum, steps = time.perf_counter(), 0, 0.0, 0
+        bar = tqdm(total=steps_per_epoch, desc=f"{stage} epoch {epoch}", unit="step", disable=not (progress and ctx.is_main))
+        loader_seed = (cfg.seed * 1_000_003 + epoch * 7919 + ctx.rank) % (2**31)
+        for batch in iter_batches(store, seeds, cfg, seed=loader_seed):
+            if steps >= steps_per_epoch:
+                break
+            x, ei, bs, _, y = batch_inputs(batch, ctx.device)
+            _, pred = net(x, ei, bs)
+            loss = F.smooth_l1_loss(pred, y.to(ctx.device))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip:
+                torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
+            opt.step(); sched.step()
+            steps += 1; seen += bs; loss_sum += loss.item()
+            bar.set_postfix(loss=f"{loss.item():.4f}", samples_s=f"{seen / (time.perf_counter() - t0):.0f}")
+            bar.update(1)
+        bar.close()
+        train_s = time.perf_counter() - t0
+        n, yt, yp = predict_nodes(net.module if ctx.enabled else net, store, val_ids, cfg, ctx, desc=f"val {epoch}", progress=progress)
+        val = regression_metrics(yt, yp)
+        value = val[cfg.select_metric]
+        improved = value < best["value"]
+        if improved:
+            best, bad_epochs = {"value": value, "epoch": epoch}, 0
+        else:
+            bad_epochs += 1
+        record = {"epoch": epoch, "train_loss": loss_sum / max(steps, 1), "steps": steps,
+                  "train_samples": seen * ctx.world_size, "train_seconds": train_s,
+                  "samples_per_second": seen * ctx.world_size / max(train_s, 1e-9),
+                  "lr": sched.get_last_lr()[0], "val": val, "best_epoch": best["epoch"]}
+        if ctx.is_main:
+            if improved:
+                atomic_torch_save({"model": model.state_dict(), "epoch": epoch, "val": val, "config": cfg.to_dict()}, best_path)
+            atomic_torch_save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                               "epoch": epoch, "best": best, "bad_epochs": bad_epochs, "rng": _rng_state(),
+                               "config": cfg.to_dict()}, last_path)
+            with open(out / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(record) + "\n")
+            if progress:
+                tqdm.write(f"epoch {epoch}: loss {record['train_loss']:.4f} val acc {val['acc']:.4f} "
+                           f"mse {val['mse']:.4f} mae {val['mae']:.4f} ({record['samples_per_second']:.0f} samples/s)")
+        barrier(ctx)
+        ran += 1
+
+    finished = bad_epochs >= cfg.patience or start_epoch + ran >= cfg.epochs
+    if not broadcast_flag(ctx, bool(finished)):
+        return {"stopped_after_epochs": ran}
+    return final_evaluation(run_dir, store, model, cfg, ctx, stage, progress)
+
+
+def final_evaluation(run_dir: Path, store: GraphStore, model: torch.nn.Module, cfg: PretrainConfig,
+                     ctx: DistContext, stage: str = STAGE, progress: bool = True) -> dict:
+    """Load best.pt; write predictions_<split>.parquet and metrics.json for val and test."""
+    out = run_dir / stage
+    ck = torch.load(out / "best.pt", map_location=ctx.device, weights_only=False)
+    model.load_state_dict(ck["model"])
+    ids = store.sample_ids() if ctx.is_main else None
+    results = {}
+    for split in EVAL_SPLITS:
+        nodes = store.split(split)
+        n, yt, yp = predict_nodes(model, store, nodes, cfg, ctx, desc=split, progress=progress)
+        results[split] = regression_metrics(yt, yp)
+        if ctx.is_main:
+            write_predictions(out / f"predictions_{split}.parquet", n, ids, yt, yp)
+    if ctx.is_main:
+        write_json(out / "metrics.json", results)
+    barrier(ctx)
+    return {**results, "best_epoch": int(ck["epoch"])}
+
+
+def _truncate_metrics(path: Path, start_epoch: int) -> None:
+    """Drop metric lines of epochs >= start_epoch (left by a run killed after logging)."""
+    if not path.is_file():
+        return
+    keep = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["epoch"] < start_epoch]
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(line + "\n" for line in keep))
+    os.replace(tmp, path)

@@ -1,0 +1,293 @@
+"""NetGPT stage 1 end to end on a tiny store: train, resume, eval, embed, baselines, 2-rank DDP."""
+from __future__ import annotations
+
+import json
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from graphstore.build import build_store
+from graphstore.store import GraphStore
+from tests.xsvideo_fixtures import make_records, write_xsvideo
+
+TINY = {"d_g": 16, "fanouts": [3, 3], "batch_size": 16, "eval_batch_size": 32, "epochs": 2, "patience": 5,
+        "lr": 1e-2, "embed_fanout": 5}
+
+
+def _real_loader_available() -> bool:
+    try:
+        from graphstore.features import featurize_store  # noqa: F401
+        from graphstore.pyg import make_loader  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+# --- private stand-in for graphstore.pyg / featurize_store (used only until issue 4 lands) -------
+def _standin_featurize(store_path: Path, dim: int = 8, seed: int = 0) -> None:
+    store = GraphStore.open(store_path, mode="r+")
+    rng = np.random.default_rng(seed)
+    level = store.labels().astype(np.float32)
+    for t in store.node_types:
+        x = rng.normal(size=(store.num_nodes(t), dim)).astype(np.float16)
+        if t == "video":  # a learnable signal
+            x[:, 0] = (level - 4.5) / 3
+        arr = store.root.create_array(f"features/{t}/x", shape=x.shape, dtype="float16", chunks=(64, dim), overwrite=True)
+        arr[...] = x
+
+
+def _standin_make_loader(store, split="train", fanouts=(3, 3), batch_size=512, shuffle=True, num_workers=0, seed=0,
+                         relations=None, drop_features=(), seeds=None):
+    from torch_geometric.data import HeteroData
+
+    from graphstore.sampler import NeighborSampler
+
+    ids = store.split(split) if seeds is None else np.asarray(seeds, dtype=np.int64)
+    if shuffle:
+        ids = np.random.default_rng(seed).permutation(ids)
+    sampler = NeighborSampler(store, list(fanouts), seed=seed, relations=relations)
+    feats = {t: store.root[f"features/{t}/x"][...].astype(np.float32) for t in store.node_types}
+    labels = store.labels()
+    for b, start in enumerate(range(0, ids.size, batch_size)):
+        seeds_b = ids[start:start + batch_size]
+        out = sampler.sample(seeds_b, batch=b)
+        data = HeteroData()
+        for t, n in out.node.items():
+            data[t].x = torch.from_numpy(feats[t][n])
+            data[t].n_id = torch.from_numpy(n.astype(np.int64))
+        for et in out.row:
+            data[et].edge_index = torch.from_numpy(np.stack([out.row[et], out.col[et]]).astype(np.int64))
+        data["video"].y = torch.from_numpy(labels[out.node["video"]].astype(np.int64))
+        data["video"].batch_size = int(seeds_b.size)
+        yield data
+
+
+@pytest.fixture(scope="session")
+def tiny_store(tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("stage1")
+    src = write_xsvideo(tmp / "xs.json", make_records(120, seed=3))
+    real = _real_loader_available()
+    path = build_store(src, tmp / "store", featurize=real, progress=False, cutoff="2024-11-20", val_days=6)
+    if not real:
+        _standin_featurize(path)
+    return path
+
+
+@pytest.fixture(autouse=True)
+def loader(monkeypatch):
+    if not _real_loader_available():
+        mod = types.ModuleType("graphstore.pyg")
+        mod.make_loader = _standin_make_loader
+        monkeypatch.setitem(sys.modules, "graphstore.pyg", mod)
+
+
+def _cfg(**kw):
+    from netgpt.config import preset
+
+    return preset("cpu", **{**TINY, **kw})
+
+
+def _parse(argv: list[str]):
+    import argparse
+
+    from netgpt.commands import baselines, embed, eval as eval_cmd, train
+
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="command", required=True)
+    for mod in (train, eval_cmd, embed, baselines):
+        mod.register(sub)
+    return parser.parse_args(argv)
+
+
+TRAIN_ARGS = ["--preset", "cpu", "--d-g", "16", "--fanouts", "3", "3", "--batch-size", "16", "--epochs", "2",
+              "--max-steps", "2", "--no-progress", "--seed", "1"]
+
+
+@pytest.fixture(scope="session")
+def trained_run(tiny_store, tmp_path_factory) -> Path:
+    """A 2-epoch, 2-steps-per-epoch run through the `netgpt train` command."""
+    mp = pytest.MonkeyPatch()
+    if not _real_loader_available():
+        mod = types.ModuleType("graphstore.pyg")
+        mod.make_loader = _standin_make_loader
+        mp.setitem(sys.modules, "graphstore.pyg", mod)
+    run = tmp_path_factory.mktemp("runs") / "tiny_run"
+    args = _parse(["train", "--store", str(tiny_store), "--out", str(run), *TRAIN_ARGS])
+    assert args.func(args) == 0
+    mp.undo()
+    return run
+
+
+def test_train_writes_run_directory(trained_run, tiny_store):
+    import pyarrow.parquet as pq
+
+    from netgpt.metrics import regression_metrics
+
+    out = trained_run / "pretrain"
+    for name in ("config.json", "metrics.jsonl", "checkpoint.pt", "best.pt", "metrics.json",
+                 "predictions_val.parquet", "predictions_test.parquet"):
+        assert (out / name).is_file(), name
+    top = json.loads((trained_run / "config.json").read_text())
+    assert top["pretrain"]["d_g"] == 16 and top["pretrain"]["fanouts"] == [3, 3]
+    epochs = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [e["epoch"] for e in epochs] == [0, 1] and all(e["steps"] == 2 for e in epochs)
+    metrics = json.loads((out / "metrics.json").read_text())
+    store = GraphStore.open(tiny_store)
+    for split in ("val", "test"):
+        t = pq.read_table(out / f"predictions_{split}.parquet").to_pydict()
+        assert sorted(t["node"]) == store.split(split).tolist()
+        assert t["sample_id"] == [store.sample_ids()[i] for i in t["node"]]
+        assert t["y_true"] == store.labels()[t["node"]].astype(float).tolist()
+        assert all(0.0 <= p <= 9.0 for p in t["y_pred"])
+        again = regression_metrics(np.array(t["y_true"]), np.array(t["y_pred"]))
+        for k in ("acc", "mse", "mae"):
+            assert metrics[split][k] == pytest.approx(again[k])
+
+
+def test_existing_run_needs_resume(trained_run, tiny_store):
+    from graphstore.errors import UserError
+
+    args = _parse(["train", "--store", str(tiny_store), "--out", str(trained_run), *TRAIN_ARGS])
+    with pytest.raises(UserError, match="--resume"):
+        args.func(args)
+
+
+def test_resume_matches_uninterrupted_run(tiny_store, tmp_path):
+    from netgpt.train_gnn import run_pretrain
+
+    cfg = _cfg(epochs=3, max_steps=2, seed=5)
+    full = run_pretrain(tmp_path / "full", tiny_store, cfg, progress=False)
+    part = run_pretrain(tmp_path / "part", tiny_store, cfg, progress=False, stop_after_epochs=1)
+    assert part == {"stopped_after_epochs": 1}
+    assert not (tmp_path / "part" / "pretrain" / "metrics.json").exists()
+    resumed = run_pretrain(tmp_path / "part", tiny_store, cfg, resume=True, progress=False)
+    assert resumed == full
+    a = torch.load(tmp_path / "full" / "pretrain" / "checkpoint.pt", weights_only=False)["model"]
+    b = torch.load(tmp_path / "part" / "pretrain" / "checkpoint.pt", weights_only=False)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    lines = (tmp_path / "part" / "pretrain" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(x)["epoch"] for x in lines] == [0, 1, 2]
+
+
+@pytest.mark.parametrize("over", [{}, {"no_video_features": True, "no_comments": True}, {"num_layers": 3, "fanouts": [2, 2, 2]}])
+def test_planned_forward_equals_full_forward(tiny_store, over):
+    from netgpt.data import batch_inputs, iter_batches
+    from netgpt.train_gnn import model_for_store
+
+    store = GraphStore.open(tiny_store)
+    cfg = _cfg(**over)
+    model = model_for_store(cfg, store).eval()
+    batch = next(iter_batches(store, store.split("train")[:16], cfg, seed=0))
+    x, ei, bs, _, _ = batch_inputs(batch, torch.device("cpu"))
+    emb, pred = model(x, ei, bs)
+    emb_ref, pred_ref = model.forward_full(x, ei, bs)
+    assert emb.shape == (bs, 16)
+    torch.testing.assert_close(emb, emb_ref, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(pred, pred_ref, rtol=1e-5, atol=1e-6)
+
+
+def test_eval_command_writes_report(trained_run, tiny_store):
+    args = _parse(["eval", "--run", str(trained_run), "--split", "test"])
+    assert args.func(args) == 0
+    out = trained_run / "pretrain"
+    report = json.loads((out / "eval_test.json").read_text())
+    n = len(GraphStore.open(tiny_store).split("test"))
+    assert report["overall"]["n"] == n
+    assert sum(v["n"] for v in report["by_period"].values()) == n
+    assert sum(v["n"] for v in report["by_platform"].values()) == n
+    assert np.asarray(report["confusion"]).sum() == n
+    assert "## By observation period" in (out / "eval_test.md").read_text()
+    for png in report["plots"]:
+        assert (out / png).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_embed_writes_store_array(trained_run, tiny_store):
+    args = _parse(["embed", "--run", str(trained_run), "--store", str(tiny_store), "--no-progress"])
+    assert args.func(args) == 0
+    store = GraphStore.open(tiny_store)
+    emb = store.embeddings("tiny_run")
+    assert emb.shape == (store.num_nodes("video"), 16) and emb.dtype == np.float16
+    values = emb[...]
+    assert np.isfinite(values).all()
+    assert values.std(axis=0).max() > 0
+    assert emb.attrs["run"] == "tiny_run" and len(emb.attrs["run_id"]) == 16
+    assert not any(p.name.endswith(".tmp") for p in (tiny_store / "embeddings").iterdir())
+
+
+def test_baselines_table(tiny_store, tmp_path):
+    args = _parse(["baselines", "--store", str(tiny_store), "--out", str(tmp_path / "bl"), "--models", "gcn",
+                   "lightgbm", "train_mean", *TRAIN_ARGS])
+    assert args.func(args) == 0
+    table = (tmp_path / "bl" / "baselines.md").read_text()
+    assert [line.split("|")[1].strip() for line in table.splitlines()[2:]] == ["gcn", "lightgbm", "train_mean"]
+    res = json.loads((tmp_path / "bl" / "baselines.json").read_text())
+    y = GraphStore.open(tiny_store).labels().astype(float)
+    te = GraphStore.open(tiny_store).split("test")
+    mean = y[GraphStore.open(tiny_store).split("train")].mean()
+    assert res["train_mean"]["mae"] == pytest.approx(np.abs(y[te] - mean).mean())
+
+
+def test_unknown_relation_group_is_a_user_error(tiny_store, tmp_path):
+    from graphstore.errors import UserError
+    from netgpt.config import exclusion_overrides
+
+    with pytest.raises(UserError, match="relation group"):
+        exclusion_overrides(["nope"])
+    assert "has_same_topic_as" not in _cfg(**exclusion_overrides(["video_video"])).relations()
+
+
+def test_llm_stage_without_llm_dir_is_a_user_error(tiny_store, tmp_path):
+    from graphstore.errors import UserError
+
+    args = _parse(["train", "--stage", "align", "--store", str(tiny_store), "--out", str(tmp_path / "r")])
+    with pytest.raises(UserError):
+        args.func(args)
+
+
+# --- 2-rank DDP on CPU (gloo) ------------------------------------------------------------------
+def _ddp_worker(rank: int, world: int, port: int, store: str, run: str, dump: str) -> None:
+    import os
+
+    import netgpt.train_gnn as tg
+
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    if not _real_loader_available():
+        mod = types.ModuleType("graphstore.pyg")
+        mod.make_loader = _standin_make_loader
+        sys.modules["graphstore.pyg"] = mod
+    original = tg.final_evaluation
+
+    def capture(run_dir, store_, model, cfg, ctx, *a, **kw):
+        torch.save(model.state_dict(), Path(dump) / f"rank{rank}.pt")  # weights after the last step
+        return original(run_dir, store_, model, cfg, ctx, *a, **kw)
+
+    tg.final_evaluation = capture
+    tg.run_pretrain(run, store, _cfg(epochs=1, max_steps=3, seed=2), progress=False)
+
+
+def test_two_rank_ddp_keeps_weights_identical(tiny_store, tmp_path):
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_ddp_worker, args=(2, port, str(tiny_store), str(tmp_path / "run"), str(tmp_path)), nprocs=2, join=True)
+    w0 = torch.load(tmp_path / "rank0.pt")
+    w1 = torch.load(tmp_path / "rank1.pt")
+    from netgpt.train_gnn import model_for_store
+
+    init = model_for_store(_cfg(epochs=1, max_steps=3, seed=2), GraphStore.open(tiny_store)).state_dict()
+    assert all(torch.equal(w0[k], w1[k]) for k in w0)
+    assert any(not torch.equal(w0[k], init[k]) for k in w0)  # training moved the weights
+    line = json.loads((tmp_path / "run" / "pretrain" / "metrics.jsonl").read_text().splitlines()[0])
+    per_rank = len(GraphStore.open(tiny_store).split("train")) // 2  # 3 steps of 16 cover it
+    assert line["steps"] == 3 and line["train_samples"] == 2 * per_rank
+    assert (tmp_path / "run" / "pretrain" / "metrics.json").is_file()
