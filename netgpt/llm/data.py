@@ -1,0 +1,129 @@
+"""Samples of a store as prompt token ids, their stage-1 graph embeddings, and padded batches."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from graphstore.errors import UserError
+from graphstore.store import GraphStore
+from netgpt.llm.prompt import SAMPLE_COLUMNS, Encoded, PromptEncoder, sample_json, sample_record
+
+EMBED_CACHE_BYTES = 1 << 30  # read the whole embedding array into memory below this size
+
+
+class SampleTexts:
+    """The prompt JSON of any video node: its sample row and its comments (comment nodes sorted by video)."""
+
+    def __init__(self, store: GraphStore, *, max_comments: int = 50, seed: int = 0, keys: str = "xsvideo"):
+        table = store.samples_table(list(SAMPLE_COLUMNS) + ["level"])
+        self.columns = {c: table.column(c).to_pylist() for c in SAMPLE_COLUMNS}
+        self.levels = np.asarray(table.column("level").to_numpy(), dtype=np.int64)
+        comments = store.comments_table(["video", "text", "time"])
+        video = comments.column("video").to_numpy()
+        if video.size and np.any(np.diff(video) < 0):
+            raise UserError(f"{store.path}: comments.parquet is not sorted by video node")
+        n = len(self.levels)
+        self.comment_ptr = np.searchsorted(video, np.arange(n + 1))
+        self.comment_text = comments.column("text").to_pylist()
+        self.comment_time = comments.column("time").to_pylist()
+        self.max_comments, self.seed, self.keys = max_comments, seed, keys
+
+    def __len__(self) -> int:
+        return len(self.levels)
+
+    def record(self, node: int) -> dict[str, Any]:
+        """The JSON object shown to the LLM for video node `node` (never its level)."""
+        row = {c: v[node] for c, v in self.columns.items()}
+        lo, hi = int(self.comment_ptr[node]), int(self.comment_ptr[node + 1])
+        comments = [{"text": self.comment_text[i], "time": self.comment_time[i]} for i in range(lo, hi)]
+        return sample_record(row, comments, node=int(node), max_comments=self.max_comments, seed=self.seed,
+                             keys=self.keys)
+
+    def text(self, node: int) -> str:
+        return sample_json(self.record(node))
+
+
+class GraphEmbeddings:
+    """Rows of the stage-1 video embedding array `embeddings/<run>` (float32 on read)."""
+
+    def __init__(self, store: GraphStore, run_name: str):
+        self.array = store.embeddings(run_name)
+        n = store.num_nodes("video")
+        if self.array.ndim != 2 or self.array.shape[0] != n:
+            raise UserError(f"{store.path}: embeddings/{run_name} has shape {self.array.shape}, "
+                            f"expected ({n}, d_g)")
+        nbytes = self.array.shape[0] * self.array.shape[1] * self.array.dtype.itemsize
+        self.cache = self.array[...] if nbytes <= EMBED_CACHE_BYTES else None
+
+    @property
+    def dim(self) -> int:
+        return int(self.array.shape[1])
+
+    def rows(self, nodes: np.ndarray) -> torch.Tensor:
+        """float32 (len(nodes), d_g) tensor."""
+        nodes = np.asarray(nodes, dtype=np.int64)
+        if self.cache is not None:
+            out = self.cache[nodes]
+        else:
+            uniq, inv = np.unique(nodes, return_inverse=True)
+            out = self.array.get_orthogonal_selection((uniq, slice(None)))[inv]
+        return torch.from_numpy(np.asarray(out, dtype=np.float32))
+
+
+@dataclass
+class Batch:
+    """A right-padded batch: ids, attention mask, labels (-100 off-response), graph rows, levels, nodes."""
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    labels: torch.Tensor
+    graph: torch.Tensor
+    level: torch.Tensor
+    nodes: np.ndarray
+
+    def to(self, device: torch.device) -> "Batch":
+        return Batch(self.input_ids.to(device), self.attention_mask.to(device), self.labels.to(device),
+                     self.graph.to(device), self.level.to(device), self.nodes)
+
+
+def collate(encoded: list[Encoded], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(input_ids, attention_mask, labels), right-padded to the longest example."""
+    width = max(len(e.input_ids) for e in encoded)
+    ids = torch.full((len(encoded), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(encoded), width), dtype=torch.long)
+    labels = torch.full((len(encoded), width), -100, dtype=torch.long)
+    for i, e in enumerate(encoded):
+        n = len(e.input_ids)
+        ids[i, :n] = torch.tensor(e.input_ids)
+        mask[i, :n] = 1
+        labels[i, :n] = torch.tensor(e.labels)
+    return ids, mask, labels
+
+
+@dataclass
+class BatchMaker:
+    """Turns video node ids into Batches (stage 2 appends the response with the level)."""
+
+    texts: SampleTexts
+    encoder: PromptEncoder
+    embeddings: GraphEmbeddings
+    pad_id: int
+
+    def batch(self, nodes: np.ndarray, *, with_response: bool) -> Batch:
+        nodes = np.asarray(nodes, dtype=np.int64)
+        levels = self.texts.levels[nodes]
+        enc = [self.encoder.encode(self.texts.text(int(v)), int(y) if with_response else None)
+               for v, y in zip(nodes, levels)]
+        ids, mask, labels = collate(enc, self.pad_id)
+        return Batch(ids, mask, labels, self.embeddings.rows(nodes), torch.from_numpy(levels.astype(np.float32)), nodes)
+
+
+def micro_batch_nodes(train: np.ndarray, index: int, micro_batch: int, seed: int) -> np.ndarray:
+    """Nodes of global micro-batch `index`: epochs are seeded permutations of `train`, cut in order."""
+    per_epoch = -(-train.size // micro_batch)
+    epoch, pos = divmod(index, per_epoch)
+    perm = np.random.default_rng([seed, epoch]).permutation(train)
+    return perm[pos * micro_batch:(pos + 1) * micro_batch]

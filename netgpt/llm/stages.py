@@ -1,0 +1,268 @@
+"""`run_align` (stage 2) and `run_finetune` (stage 3): resumable training into RUN_DIR/<stage>/."""
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+
+from graphstore.errors import UserError
+from graphstore.store import GraphStore
+from netgpt.llm.config import LLMConfig, as_config
+from netgpt.llm.data import BatchMaker, GraphEmbeddings, SampleTexts, micro_batch_nodes
+from netgpt.llm.engine import make_engine, use_bf16
+from netgpt.llm.model import GraphLLM, load_llm
+from netgpt.llm.prompt import PromptEncoder
+from netgpt.metrics import regression_metrics
+
+EVAL_SPLITS = ("val", "test")
+CHECKPOINT = "checkpoint_last.pt"
+FINAL = "final.pt"
+
+
+@dataclass
+class Setup:
+    """Everything a stage needs: the model, the batch maker and the store."""
+
+    store: GraphStore
+    model: GraphLLM
+    maker: BatchMaker
+    tokenizer: Any
+    cfg: LLMConfig
+    device: torch.device
+    run_name: str
+    llm_dir: Path
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def _torch_save(obj: Any, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def write_predictions(path: Path, nodes: np.ndarray, sample_ids: list[str], y_true: np.ndarray,
+                      y_pred: np.ndarray) -> None:
+    """predictions_<split>.parquet: node, sample_id, y_true, y_pred in node order (atomic)."""
+    order = np.argsort(nodes, kind="stable")
+    nodes = np.asarray(nodes, dtype=np.int64)[order]
+    table = pa.table({"node": pa.array(nodes), "sample_id": pa.array([sample_ids[i] for i in nodes], type=pa.string()),
+                      "y_true": pa.array(np.asarray(y_true, np.float64)[order]),
+                      "y_pred": pa.array(np.asarray(y_pred, np.float64)[order])})
+    tmp = path.with_name(path.name + ".tmp")
+    pq.write_table(table, tmp)
+    os.replace(tmp, path)
+
+
+def setup(store_path: str | Path, llm_dir: str | Path, run_name: str, cfg: LLMConfig,
+          device: torch.device | None = None) -> Setup:
+    """Open the store and the LLM, add the graph tokens, build the projector/head and the prompt encoder."""
+    if device is None:
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        device = torch.device(f"cuda:{local}") if torch.cuda.is_available() else torch.device("cpu")
+    store = GraphStore.open(store_path)
+    dtype = torch.bfloat16 if use_bf16(cfg, device) else torch.float32
+    tokenizer, lm, gids = load_llm(llm_dir, dtype=dtype, seed=cfg.seed)
+    emb = GraphEmbeddings(store, run_name)
+    model = GraphLLM(lm, emb.dim, gids, seed=cfg.seed)
+    encoder = PromptEncoder(tokenizer, gids, cfg.max_prompt_tokens)
+    texts = SampleTexts(store, max_comments=cfg.max_comments, seed=cfg.seed, keys=cfg.prompt_keys)
+    maker = BatchMaker(texts, encoder, emb, int(tokenizer.pad_token_id))
+    return Setup(store, model, maker, tokenizer, cfg, device, run_name, Path(llm_dir).resolve())
+
+
+def _loss(runner, stage: str, batch) -> torch.Tensor:
+    if stage == "align":
+        return runner(batch.input_ids, batch.attention_mask, batch.graph, batch.labels)
+    pred = runner(batch.input_ids, batch.attention_mask, batch.graph)
+    return torch.nn.functional.smooth_l1_loss(pred.float(), batch.level)
+
+
+def _truncate_metrics(path: Path, last_step: int) -> None:
+    """Drop metric lines after `last_step` (left by a run killed between logging and checkpointing)."""
+    if not path.is_file():
+        return
+    keep = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= last_step]
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(ln + "\n" for ln in keep))
+    os.replace(tmp, path)
+
+
+def rank_world() -> tuple[int, int]:
+    """(rank, world size) of the process group launched by deepspeed/torchrun; (0, 1) otherwise."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def total_steps(n_train: int, cfg: LLMConfig, world: int = 1) -> int:
+    """Optimiser steps of a stage: epochs over the train split, capped by max_steps."""
+    per_epoch = -(-n_train // cfg.micro_batch)
+    steps = max(1, -(-cfg.epochs * per_epoch // (cfg.grad_accum * world)))
+    return min(steps, cfg.max_steps) if cfg.max_steps is not None else steps
+
+
+def train_stage(stage: str, out: Path, s: Setup, *, resume: bool, stop_after_steps: int | None = None,
+                progress: bool = False) -> dict[str, Any]:
+    """The optimisation loop of a stage with checkpoints every cfg.checkpoint_every steps."""
+    cfg, model = s.cfg, s.model
+    train = s.store.split("train")
+    if train.size == 0:
+        raise UserError(f"{s.store.path}: the train split is empty")
+    rank, world = rank_world()
+    steps = total_steps(train.size, cfg, world)
+    if not use_bf16(cfg, s.device):
+        model.float()
+    model.to(s.device)
+    engine = make_engine(model, cfg, steps, s.device)
+    if world > 1 and engine.name != "deepspeed":
+        raise UserError("several processes need the deepspeed engine (the plain torch loop is single-process)")
+    runner = getattr(engine, "engine", model)
+    ck_path, metrics_path = out / CHECKPOINT, out / "metrics.jsonl"
+    start = 0
+    if resume and ck_path.is_file():
+        ck = torch.load(ck_path, map_location="cpu", weights_only=False)
+        if ck["engine_name"] != engine.name:
+            raise UserError(f"{ck_path}: written by the {ck['engine_name']} engine, this run uses {engine.name}; "
+                            f"set engine={ck['engine_name']!r}")
+        model.load_trainable_state(ck["trainable"])
+        engine.load_state_dict(ck["engine"])
+        engine.load(out / "ds")
+        start = int(ck["step"])
+        _truncate_metrics(metrics_path, start)
+    model.train()
+    last_loss = float("nan")
+    t0 = time.perf_counter()
+    for step in range(start, steps):
+        torch.manual_seed(cfg.seed * 1_000_003 + step)
+        losses = []
+        lr = engine.lr()
+        for a in range(cfg.grad_accum):
+            index = (step * cfg.grad_accum + a) * world + rank  # ranks take interleaved micro-batches
+            nodes = micro_batch_nodes(train, index, cfg.micro_batch, cfg.seed)
+            batch = s.maker.batch(nodes, with_response=stage == "align").to(s.device)
+            loss = _loss(runner, stage, batch)
+            engine.backward(loss)
+            losses.append(float(loss.detach()))
+        gnorm = engine.step()
+        last_loss = float(np.mean(losses))
+        record = {"step": step + 1, "loss": last_loss, "lr": lr, "grad_norm": gnorm,
+                  "seconds": time.perf_counter() - t0}
+        if rank == 0:
+            with open(metrics_path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+        if progress and rank == 0:
+            print(f"{stage} step {step + 1}/{steps}: loss {last_loss:.4f} lr {lr:.2e}", flush=True)
+        if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == steps:
+            engine.save(out / "ds")  # every rank (DeepSpeed collects its shards)
+            if rank == 0:
+                _torch_save({"trainable": model.trainable_state(), "engine": engine.state_dict(),
+                             "step": step + 1, "engine_name": engine.name, "config": cfg.to_dict()}, ck_path)
+        if stop_after_steps is not None and step + 1 - start >= stop_after_steps and step + 1 < steps:
+            return {"stopped_at_step": step + 1, "steps": steps}
+    model.eval()
+    return {"steps": steps, "train_loss": last_loss, "engine": engine.name,
+            "train_seconds": time.perf_counter() - t0}
+
+
+@torch.no_grad()
+def predict_nodes(s: Setup, nodes: np.ndarray) -> np.ndarray:
+    """Stage-3 predictions (continuous levels) of video nodes, in the order given."""
+    s.model.eval()
+    out = []
+    for i in range(0, len(nodes), s.cfg.eval_batch_size):
+        batch = s.maker.batch(nodes[i:i + s.cfg.eval_batch_size], with_response=False).to(s.device)
+        out.append(s.model.predict(batch.input_ids, batch.attention_mask, batch.graph).float().cpu().numpy())
+    return np.concatenate(out) if out else np.zeros(0, np.float32)
+
+
+def _prepare(stage: str, run_dir: str | Path, resume: bool) -> Path:
+    out = Path(run_dir) / stage
+    if out.exists() and not resume and any(out.iterdir()):
+        raise UserError(f"{out} already exists; pass --resume to continue it or choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def _run(stage: str, run_dir: str | Path, store_path: str | Path, llm_dir: str | Path, *, max_steps: int | None,
+         resume: bool, seed: int, config, stop_after_steps: int | None, progress: bool) -> dict[str, Any]:
+    out = _prepare(stage, run_dir, resume)
+    stored = out / "config.json"
+    if resume and config is None and stored.is_file():  # a resumed run keeps the settings it started with
+        config = json.loads(stored.read_text())["llm"]
+    cfg = as_config(config, max_steps=max_steps, seed=seed)
+    if (out / FINAL).is_file():  # finished earlier: resume is a no-op
+        done = json.loads((out / "result.json").read_text())
+        return {**done, "resumed_finished": True}
+    run_name = Path(run_dir).resolve().name
+    s = setup(store_path, llm_dir, run_name, cfg)
+    if stage == "finetune" and not cfg.skip_align:
+        align_final = Path(run_dir) / "align" / FINAL
+        if not align_final.is_file():
+            raise UserError(f"{align_final}: no finished stage 2; run `netgpt train --stage align` first "
+                            "or set skip_align (the no-stage-2 ablation)")
+        s.model.load_trainable_state(torch.load(align_final, map_location="cpu", weights_only=False)["trainable"])
+    trainable = s.model.set_trainable(stage, cfg.top_layers)
+    _write_json(out / "config.json", {"stage": stage, "llm_dir": str(s.llm_dir), "embeddings": run_name,
+                                      "store": str(Path(store_path).resolve()), "d_g": s.maker.embeddings.dim,
+                                      "trainable": trainable, "llm": cfg.to_dict()})
+    result = train_stage(stage, out, s, resume=resume, stop_after_steps=stop_after_steps, progress=progress)
+    if "stopped_at_step" in result or rank_world()[0] != 0:
+        return result
+    if stage == "finetune":
+        ids = s.store.sample_ids()
+        metrics = {}
+        for split in EVAL_SPLITS:
+            nodes = s.store.split(split)[: cfg.max_eval_samples]
+            y_pred = predict_nodes(s, nodes)
+            y_true = s.maker.texts.levels[nodes].astype(np.float64)
+            metrics[split] = regression_metrics(y_true, y_pred)
+            write_predictions(out / f"predictions_{split}.parquet", nodes, ids, y_true, y_pred)
+        _write_json(out / "metrics.json", metrics)
+        result.update(metrics)
+    _write_json(out / "result.json", result)
+    _torch_save({"trainable": s.model.trainable_state(), "config": cfg.to_dict(), "stage": stage}, out / FINAL)
+    return result
+
+
+def run_align(run_dir: str | Path, store_path: str | Path, llm_dir: str | Path, *, max_steps: int | None = None,
+              resume: bool = False, seed: int = 0, config: LLMConfig | dict | str | None = None,
+              stop_after_steps: int | None = None, progress: bool = False) -> dict[str, Any]:
+    """Stage 2: train the projector and graph_start/graph_end with the LM loss on the response."""
+    return _run("align", run_dir, store_path, llm_dir, max_steps=max_steps, resume=resume, seed=seed, config=config,
+                stop_after_steps=stop_after_steps, progress=progress)
+
+
+def run_finetune(run_dir: str | Path, store_path: str | Path, llm_dir: str | Path, *, max_steps: int | None = None,
+                 resume: bool = False, seed: int = 0, config: LLMConfig | dict | str | None = None,
+                 stop_after_steps: int | None = None, progress: bool = False) -> dict[str, Any]:
+    """Stage 3: train head + projector + top decoder layers with Smooth L1; write predictions and metrics."""
+    return _run("finetune", run_dir, store_path, llm_dir, max_steps=max_steps, resume=resume, seed=seed,
+                config=config, stop_after_steps=stop_after_steps, progress=progress)
+
+
+def load_finetuned(run_dir: str | Path, store_path: str | Path) -> Setup:
+    """The stage-3 model of a finished run, for predictions."""
+    out = Path(run_dir) / "finetune"
+    if not (out / FINAL).is_file():
+        raise UserError(f"{out}: no finished stage 3 (no {FINAL}); run `netgpt train --stage finetune` first")
+    meta = json.loads((out / "config.json").read_text())
+    cfg = LLMConfig.from_dict(meta["llm"])
+    s = setup(store_path, meta["llm_dir"], meta["embeddings"], cfg)
+    s.model.load_trainable_state(torch.load(out / FINAL, map_location="cpu", weights_only=False)["trainable"])
+    s.model.to(s.device).eval()
+    return s
