@@ -4,30 +4,38 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from collections.abc import Sequence
 
 from graphstore.errors import UserError
 
 COMMANDS = ("synth", "build", "info", "query", "sample", "featurize")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="graphstore", description=__doc__)
+def build_parser(prog: str = "graphstore", package: str = "graphstore.commands",
+                 commands: Sequence[str] | None = None, description: str | None = __doc__) -> argparse.ArgumentParser:
+    """A parser with one sub-command per module `package.<name>` (each has `register(sub)`)."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
     sub = parser.add_subparsers(dest="command", required=True)
-    for name in COMMANDS:
-        importlib.import_module(f"graphstore.commands.{name}").register(sub)
+    for name in COMMANDS if commands is None else commands:
+        importlib.import_module(f"{package}.{name}").register(sub)
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def run_parser(parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
+    """Run the chosen sub-command; a UserError becomes a one-line message and exit status 2."""
+    args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except UserError as exc:
-        print(f"graphstore {args.command}: error: {exc}", file=sys.stderr)
+        print(f"{parser.prog} {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_parser(build_parser(), argv)
 
 
 if __name__ == "__main__":
