@@ -51,12 +51,16 @@ def chunk_rows_for(dim: int, dtype: str, chunk_bytes: int = CHUNK_BYTES, max_log
     return 1 << max(4, min(max_log2, int(np.log2(max(1, chunk_bytes // row_bytes)))))
 
 
-def _codec_for(codec: str, sample: np.ndarray) -> list:
-    """Compressors for a new array; 'auto' keeps raw unless LZ4 shrinks a sample at least 4x.
+AUTO_COMPRESS_MAX_BYTES = 16 << 20  # 'auto' compresses only arrays small enough to sit in the chunk cache
+
+
+def _codec_for(codec: str, sample: np.ndarray, total_bytes: int = 0) -> list:
+    """Compressors for a new array; 'auto' keeps raw unless the array is small and LZ4 shrinks it 4x.
 
     Measured (bench/gather.py, scale 1.0 title 256-d float16): raw memory-mapped gathers run at
     ~2.4M rows/s, LZ4/Zstd chunks through the cache at 24k/16k rows/s for 2.7x/6.2x less disk,
-    so compression is only worth it for nearly constant matrices.
+    so compression is only worth it for small, nearly constant matrices (a 381k-row hash-text
+    matrix compresses 4x too, but its random gathers then ran at 40k rows/s instead of millions).
     """
     if codec == "none":
         return []
@@ -65,7 +69,7 @@ def _codec_for(codec: str, sample: np.ndarray) -> list:
     import numcodecs
 
     raw = np.ascontiguousarray(sample).tobytes()
-    if not raw:
+    if not raw or total_bytes > AUTO_COMPRESS_MAX_BYTES:
         return []
     packed = numcodecs.Blosc(cname="lz4", clevel=5, shuffle=numcodecs.Blosc.SHUFFLE).encode(raw)
     return _codec_for("lz4", sample) if len(packed) * 4 <= len(raw) else []
@@ -206,7 +210,7 @@ def _write_job(fgroup: zarr.Group, job: FeatureJob, dtype: str, codec: str, chun
         starts = sorted({min(max(0, job.rows - small), (job.rows * k // 4) // small * small) for k in range(4)})
         sample = np.concatenate([job.encode(lo, min(job.rows, lo + small)) for lo in starts]).astype(dtype) \
             if job.rows else np.zeros((0, job.dim), dtype)
-        compressors = _codec_for(codec, sample)
+        compressors = _codec_for(codec, sample, job.rows * job.dim * np.dtype(dtype).itemsize)
         chunk = small if compressors else min(max(16, job.rows), chunk_rows_for(job.dim, dtype, raw_chunk_bytes, 26))
         arr = group.create_array("x", shape=(job.rows, job.dim), dtype=dtype, chunks=(chunk, job.dim),
                                  compressors=compressors, fill_value=0, config={"write_empty_chunks": True})
