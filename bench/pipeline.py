@@ -17,6 +17,8 @@ import sys
 import time
 from pathlib import Path
 
+from graphstore.atomic import write_json
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -105,10 +107,7 @@ def main(argv: list[str] | None = None) -> int:
            "peak_rss_self_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)}
     print(json.dumps({"timings": {k: v["seconds"] for k, v in log.items()}, "metrics": metrics}, indent=2))
     if args.json_out:
-        path = Path(args.json_out)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(out, indent=2))
-        os.replace(tmp, path)
+        write_json(args.json_out, out)
     return 0
 
 

@@ -11,7 +11,8 @@ import argparse
 import json
 import subprocess
 import sys
-from pathlib import Path
+
+from graphstore.atomic import write_json
 
 
 def run_one(store: str, backend: str, threads: int, args: argparse.Namespace) -> dict:
@@ -48,10 +49,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{r['edges_per_batch']:>13,.0f}{r['latency_p50_ms']:>9.1f}{r['latency_p95_ms']:>9.1f}"
                   f"{r['peak_rss_mb']:>9,.0f}")
     if args.json_out:
-        out = Path(args.json_out)
-        tmp = out.with_name(out.name + ".tmp")
-        tmp.write_text(json.dumps(reports, indent=2))
-        tmp.rename(out)
+        write_json(args.json_out, reports)
     return 0
 
 

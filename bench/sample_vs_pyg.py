@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import platform
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
+from graphstore.atomic import write_json
 from graphstore.commands.sample import parse_fanout_list, peak_rss_mb, seed_batches
 from graphstore.sampler import NeighborSampler
 from graphstore.store import GraphStore
@@ -186,10 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"peak RSS: {result['peak_rss_mb_ours']:,.0f} MiB before materialising, "
           f"{result['peak_rss_mb_total']:,.0f} MiB after")
     if args.json_out:
-        out = Path(args.json_out)
-        tmp = out.with_name(out.name + ".tmp")
-        tmp.write_text(json.dumps(result, indent=2))
-        tmp.rename(out)
+        write_json(args.json_out, result)
     return 0
 
 

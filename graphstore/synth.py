@@ -313,7 +313,6 @@ def synthesize(out_path: str | Path, scale: float = 0.01, seed: int = 0, fmt: st
 
     # Write in crawl order (by current time), as a crawler would have appended them.
     order = np.lexsort((sample_ids, ctime_ts))
-    state_index = np.arange(ns)
     first_state = np.searchsorted(vid_of, np.arange(nv))
     tmp = out_path.with_name(out_path.name + ".tmp")
     comment_id = 90_000_000_000

@@ -3,11 +3,11 @@ tabular per-sample features; predict-the-train-mean. One Markdown table on the t
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 
+from graphstore.atomic import write_text
 from graphstore.store import GraphStore
 
 from .config import PretrainConfig
@@ -113,8 +113,5 @@ def run_baselines(out_dir: str | Path, store_path: str | Path, cfg: PretrainConf
         else:
             raise ValueError(f"unknown baseline {m!r}")
     for suffix, text in ((".json", json.dumps(results, indent=2)), (".md", markdown_table(results))):
-        path = out_dir / f"baselines{suffix}"
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(text)
-        os.replace(tmp, path)
+        write_text(out_dir / f"baselines{suffix}", text)
     return results

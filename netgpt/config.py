@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from graphstore.atomic import write_json
 from graphstore.errors import UserError
 from graphstore.schema import (
     COMMENT_RELATIONS,
@@ -27,6 +28,14 @@ def exclusion_overrides(groups: list[str] | None) -> dict[str, bool]:
             raise UserError(f"unknown relation group {g!r}; choose from {', '.join(RELATION_GROUPS)}")
         out[RELATION_GROUPS[g]] = True
     return out
+
+
+def dataclass_from_dict(cls: type, data: dict, what: str):
+    """An instance of dataclass `cls` from `data`; unknown keys are a UserError naming them."""
+    unknown = sorted(set(data) - {f.name for f in dataclasses.fields(cls)})
+    if unknown:
+        raise UserError(f"unknown {what} config keys: {', '.join(unknown)}")
+    return cls(**data)
 
 
 @dataclass
@@ -75,18 +84,11 @@ class PretrainConfig:
 
     def save(self, path: str | Path) -> None:
         """Write the config as JSON (atomically)."""
-        path = Path(path)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True))
-        tmp.replace(path)
+        write_json(path, self.to_dict(), sort_keys=True)
 
     @classmethod
     def from_dict(cls, data: dict) -> "PretrainConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise UserError(f"unknown pretrain config keys: {', '.join(unknown)}")
-        return cls(**data)
+        return dataclass_from_dict(cls, data, "pretrain")
 
     @classmethod
     def load(cls, path: str | Path) -> "PretrainConfig":

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
+from graphstore.atomic import write_text
 from graphstore.errors import UserError
 from graphstore.schema import PLATFORM_NAMES_EN
 from graphstore.store import GraphStore
@@ -147,8 +148,5 @@ def write_eval_report(run_dir: str | Path, stage: str | None, split: str, store:
     report["plots"] = _plots(report, pred["y_true"], pred["y_pred"], prefix)
     md = _markdown(report, f"{run_dir.name} / {stage} / {split}")
     for suffix, text in ((".json", json.dumps(report, indent=2)), (".md", md)):
-        path = prefix.with_suffix(suffix)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(text)
-        os.replace(tmp, path)
+        write_text(prefix.with_suffix(suffix), text)
     return report

@@ -3,19 +3,17 @@ early stopping on VAL, final predictions and metrics for val and test."""
 from __future__ import annotations
 
 import json
-import os
 import random
 import time
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import torch
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from graphstore.atomic import filter_jsonl, write_json
 from graphstore.errors import UserError
 from graphstore.store import GraphStore
 
@@ -23,6 +21,7 @@ from .config import PretrainConfig
 from .data import batch_inputs, edge_types, input_dims, iter_batches
 from .distributed import DistContext, barrier, broadcast_flag, cleanup, gather_arrays, init_distributed, shard_seeds
 from .metrics import regression_metrics
+from .run_files import torch_save, write_predictions
 
 STAGE = "pretrain"
 EVAL_SPLITS = ("val", "test")
@@ -44,34 +43,6 @@ def model_for_store(cfg: PretrainConfig, store: GraphStore) -> torch.nn.Module:
     """Build the model for a store's feature widths and relations, seeded by cfg.seed."""
     torch.manual_seed(cfg.seed)
     return build_model(cfg, input_dims(store, cfg), edge_types(store, cfg))
-
-
-def atomic_torch_save(obj, path: Path) -> None:
-    """torch.save to a temporary file, then rename."""
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def write_predictions(path: Path, nodes: np.ndarray, sample_ids: list[str], y_true: np.ndarray, y_pred: np.ndarray) -> None:
-    """predictions_<split>.parquet: node, sample_id, y_true, y_pred (atomic)."""
-    order = np.argsort(nodes, kind="stable")
-    nodes = nodes[order]
-    table = pa.table({
-        "node": pa.array(nodes.astype(np.int64)),
-        "sample_id": pa.array([sample_ids[i] for i in nodes], type=pa.string()),
-        "y_true": pa.array(y_true[order].astype(np.float64)),
-        "y_pred": pa.array(y_pred[order].astype(np.float64)),
-    })
-    tmp = path.with_name(path.name + ".tmp")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
-
-
-def write_json(path: Path, obj) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True))
-    os.replace(tmp, path)
 
 
 @torch.no_grad()
@@ -140,7 +111,7 @@ def _run(run_dir: Path, store_path: Path, cfg: PretrainConfig, ctx: DistContext,
         cfg.save(out / "config.json")
         top = json.loads((run_dir / "config.json").read_text()) if (run_dir / "config.json").is_file() else {}
         top.update({"store": str(Path(store_path).resolve()), stage: cfg.to_dict()})
-        write_json(run_dir / "config.json", top)
+        write_json(run_dir / "config.json", top, sort_keys=True)
     barrier(ctx)
 
     train_ids = store.split("train")
@@ -161,7 +132,8 @@ def _run(run_dir: Path, store_path: Path, cfg: PretrainConfig, ctx: DistContext,
         start_epoch, best, bad_epochs = ck["epoch"] + 1, ck["best"], ck["bad_epochs"]
         _set_rng_state(ck["rng"])
     if ctx.is_main:
-        _truncate_metrics(out / "metrics.jsonl", start_epoch)
+        # drop metric lines of epochs >= start_epoch (left by a run killed after logging)
+        filter_jsonl(out / "metrics.jsonl", lambda rec: rec["epoch"] < start_epoch)
     net = DistributedDataParallel(model, find_unused_parameters=cfg.model != "rgcn") if ctx.enabled else model
 
     ran = 0
@@ -204,8 +176,8 @@ def _run(run_dir: Path, store_path: Path, cfg: PretrainConfig, ctx: DistContext,
                   "lr": sched.get_last_lr()[0], "val": val, "best_epoch": best["epoch"]}
         if ctx.is_main:
             if improved:
-                atomic_torch_save({"model": model.state_dict(), "epoch": epoch, "val": val, "config": cfg.to_dict()}, best_path)
-            atomic_torch_save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                torch_save({"model": model.state_dict(), "epoch": epoch, "val": val, "config": cfg.to_dict()}, best_path)
+            torch_save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                                "epoch": epoch, "best": best, "bad_epochs": bad_epochs, "rng": _rng_state(),
                                "config": cfg.to_dict()}, last_path)
             with open(out / "metrics.jsonl", "a") as f:
@@ -237,16 +209,6 @@ def final_evaluation(run_dir: Path, store: GraphStore, model: torch.nn.Module, c
         if ctx.is_main:
             write_predictions(out / f"predictions_{split}.parquet", n, ids, yt, yp)
     if ctx.is_main:
-        write_json(out / "metrics.json", results)
+        write_json(out / "metrics.json", results, sort_keys=True)
     barrier(ctx)
     return {**results, "best_epoch": int(ck["epoch"])}
-
-
-def _truncate_metrics(path: Path, start_epoch: int) -> None:
-    """Drop metric lines of epochs >= start_epoch (left by a run killed after logging)."""
-    if not path.is_file():
-        return
-    keep = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["epoch"] < start_epoch]
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(line + "\n" for line in keep))
-    os.replace(tmp, path)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from graphstore.errors import UserError
+from netgpt.config import dataclass_from_dict
 
 ENGINES = ("auto", "torch", "deepspeed")
 
@@ -52,11 +53,7 @@ class LLMConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "LLMConfig":
         """Build from a dict; unknown keys are a UserError."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise UserError(f"unknown LLM config keys: {', '.join(unknown)}")
-        return cls(**data)
+        return dataclass_from_dict(cls, data, "LLM")
 
     @classmethod
     def load(cls, path: str | Path) -> "LLMConfig":

@@ -9,10 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import torch
 
+from graphstore.atomic import filter_jsonl, write_json
 from graphstore.errors import UserError
 from graphstore.store import GraphStore
 from netgpt.llm.config import LLMConfig, as_config
@@ -21,6 +20,7 @@ from netgpt.llm.engine import make_engine, use_bf16
 from netgpt.llm.model import GraphLLM, load_llm
 from netgpt.llm.prompt import PromptEncoder
 from netgpt.metrics import regression_metrics
+from netgpt.run_files import torch_save, write_predictions
 
 EVAL_SPLITS = ("val", "test")
 CHECKPOINT = "checkpoint_last.pt"
@@ -39,31 +39,6 @@ class Setup:
     device: torch.device
     run_name: str
     llm_dir: Path
-
-
-def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True))
-    os.replace(tmp, path)
-
-
-def _torch_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def write_predictions(path: Path, nodes: np.ndarray, sample_ids: list[str], y_true: np.ndarray,
-                      y_pred: np.ndarray) -> None:
-    """predictions_<split>.parquet: node, sample_id, y_true, y_pred in node order (atomic)."""
-    order = np.argsort(nodes, kind="stable")
-    nodes = np.asarray(nodes, dtype=np.int64)[order]
-    table = pa.table({"node": pa.array(nodes), "sample_id": pa.array([sample_ids[i] for i in nodes], type=pa.string()),
-                      "y_true": pa.array(np.asarray(y_true, np.float64)[order]),
-                      "y_pred": pa.array(np.asarray(y_pred, np.float64)[order])})
-    tmp = path.with_name(path.name + ".tmp")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
 
 
 def setup(store_path: str | Path, llm_dir: str | Path, run_name: str, cfg: LLMConfig,
@@ -88,16 +63,6 @@ def _loss(runner, stage: str, batch) -> torch.Tensor:
         return runner(batch.input_ids, batch.attention_mask, batch.graph, batch.labels)
     pred = runner(batch.input_ids, batch.attention_mask, batch.graph)
     return torch.nn.functional.smooth_l1_loss(pred.float(), batch.level)
-
-
-def _truncate_metrics(path: Path, last_step: int) -> None:
-    """Drop metric lines after `last_step` (left by a run killed between logging and checkpointing)."""
-    if not path.is_file():
-        return
-    keep = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= last_step]
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(ln + "\n" for ln in keep))
-    os.replace(tmp, path)
 
 
 def rank_world() -> tuple[int, int]:
@@ -143,7 +108,8 @@ def train_stage(stage: str, out: Path, s: Setup, *, resume: bool, stop_after_ste
         engine.load_state_dict(ck["engine"])
         engine.load(out / "ds")
         start = int(ck["step"])
-        _truncate_metrics(metrics_path, start)
+        # drop metric lines after the checkpoint (left by a run killed between logging and checkpointing)
+        filter_jsonl(metrics_path, lambda rec: rec["step"] <= start)
     model.train()
     last_loss = float("nan")
     t0 = time.perf_counter()
@@ -170,7 +136,7 @@ def train_stage(stage: str, out: Path, s: Setup, *, resume: bool, stop_after_ste
         if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == steps:
             engine.save(out / "ds")  # every rank (DeepSpeed collects its shards)
             if rank == 0:
-                _torch_save({"trainable": model.trainable_state(), "engine": engine.state_dict(),
+                torch_save({"trainable": model.trainable_state(), "engine": engine.state_dict(),
                              "step": step + 1, "engine_name": engine.name, "config": cfg.to_dict()}, ck_path)
         if stop_after_steps is not None and step + 1 - start >= stop_after_steps and step + 1 < steps:
             return {"stopped_at_step": step + 1, "steps": steps}
@@ -217,9 +183,9 @@ def _run(stage: str, run_dir: str | Path, store_path: str | Path, llm_dir: str |
                             "or set skip_align (the no-stage-2 ablation)")
         s.model.load_trainable_state(torch.load(align_final, map_location="cpu", weights_only=False)["trainable"])
     trainable = s.model.set_trainable(stage, cfg.top_layers)
-    _write_json(out / "config.json", {"stage": stage, "llm_dir": str(s.llm_dir), "embeddings": run_name,
+    write_json(out / "config.json", {"stage": stage, "llm_dir": str(s.llm_dir), "embeddings": run_name,
                                       "store": str(Path(store_path).resolve()), "d_g": s.maker.embeddings.dim,
-                                      "trainable": trainable, "llm": cfg.to_dict()})
+                                      "trainable": trainable, "llm": cfg.to_dict()}, sort_keys=True)
     result = train_stage(stage, out, s, resume=resume, stop_after_steps=stop_after_steps, progress=progress)
     if "stopped_at_step" in result or rank_world()[0] != 0:
         return result
@@ -232,10 +198,10 @@ def _run(stage: str, run_dir: str | Path, store_path: str | Path, llm_dir: str |
             y_true = s.maker.texts.levels[nodes].astype(np.float64)
             metrics[split] = regression_metrics(y_true, y_pred)
             write_predictions(out / f"predictions_{split}.parquet", nodes, ids, y_true, y_pred)
-        _write_json(out / "metrics.json", metrics)
+        write_json(out / "metrics.json", metrics, sort_keys=True)
         result.update(metrics)
-    _write_json(out / "result.json", result)
-    _torch_save({"trainable": s.model.trainable_state(), "config": cfg.to_dict(), "stage": stage}, out / FINAL)
+    write_json(out / "result.json", result, sort_keys=True)
+    torch_save({"trainable": s.model.trainable_state(), "config": cfg.to_dict(), "stage": stage}, out / FINAL)
     return result
 
 
