@@ -6,6 +6,8 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include "fork_guard.h"
+
 #include <cstdint>
 #include <stdexcept>
 #include <vector>
@@ -180,7 +182,7 @@ py::tuple draw(int kind, bool identity,
   {
     py::gil_scoped_release release;
     // A parallel region costs a fork/join; take it only when there is enough to draw.
-    const bool parallel = num_threads > 1 && total >= kParallelMinDraws;
+    const bool parallel = num_threads > 1 && total >= kParallelMinDraws && !gs::forked_child();
 #pragma omp parallel for num_threads(num_threads) schedule(dynamic, 64) if (parallel)
     for (int64_t i = 0; i < n; ++i) {
       const int64_t o = offsets[i], c = offsets[i + 1] - o;
@@ -242,6 +244,7 @@ int max_threads() {
 }  // namespace
 
 PYBIND11_MODULE(_sampler_cpp, m) {
+  gs::install_fork_guard();
   m.doc() = "graphstore neighbour sampling kernels (C++/OpenMP)";
   m.def("draw", &draw, "Heads and local tail ids of one relation over a frontier",
         py::arg("kind"), py::arg("identity"), py::arg("head_index"), py::arg("indptr"),

@@ -241,6 +241,32 @@ def test_parallel_path_matches_serial_and_reference(k):
             _assert_same(got, want)
 
 
+def _sample_in_child(sampler, seeds, q):
+    out = sampler.sample(seeds, batch=9)
+    q.put({t: v.tolist() for t, v in out.node.items()})
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_forked_child_samples_after_parent_ran_threads(backend):
+    """OpenMP/Numba thread pools do not survive fork(); a forked child (a DataLoader worker) must not hang."""
+    import multiprocessing as mp
+
+    n, k = 3500, 20
+    topo, _ = _shared_neighbour_topology(n, 60, seed=4)
+    sampler = NeighborSampler(topo, [k], seed=6, backend=backend, num_threads=2,
+                              relations=["has_same_topic_as", "is_comment_of"])
+    seeds = np.arange(n)
+    want = sampler.sample(seeds, batch=9)  # the parent's threaded fill pass starts the pool
+    ctx = mp.get_context("fork")
+    q = ctx.Queue()
+    child = ctx.Process(target=_sample_in_child, args=(sampler, seeds, q))
+    child.start()
+    got = q.get(timeout=120)
+    child.join(timeout=30)
+    assert child.exitcode == 0
+    assert got == {t: v.tolist() for t, v in want.node.items()}
+
+
 def test_seed_and_batch_key_the_sample(store):
     seeds = _seeds(store, 40)
     sampler = NeighborSampler(store, [3, 3], seed=0)

@@ -1,6 +1,8 @@
 """Numba kernels: draw over frontier tails (parallel when large), sequential first-seen relabel."""
 from __future__ import annotations
 
+import os
+
 import numba
 import numpy as np
 from numba import njit, prange
@@ -12,6 +14,9 @@ _MIX1 = np.uint64(rng.MIX1)
 _MIX2 = np.uint64(rng.MIX2)
 _S30, _S27, _S31, _S32 = np.uint64(30), np.uint64(27), np.uint64(31), np.uint64(32)
 _LOW32 = np.uint64(0xFFFFFFFF)
+# Numba's OpenMP/workqueue pools do not survive fork(): a forked child (e.g. a DataLoader worker) that
+# opens a parallel region after its parent did aborts or hangs, so children of a fork draw serially.
+_LOADED_IN_PID = os.getpid()
 _TWO32 = np.uint64(1 << 32)
 
 
@@ -211,7 +216,7 @@ class NumbaBackend:
         numba.set_num_threads(self.num_threads)
         return draw(rel.kind_code, rel.identity, rel.head_index, rel.indptr, rel.indices, rel.members,
                     rel.lo, rel.hi, frontier, np.int64(tail0), np.int64(k), bool(replace), np.uint64(rel_key),
-                    parallel=self.num_threads > 1)
+                    parallel=self.num_threads > 1 and os.getpid() == _LOADED_IN_PID)
 
     def relabel(self, heads, node_map, nodes, n):
         return relabel(heads, node_map, nodes, np.int64(n))
