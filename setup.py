@@ -1,4 +1,4 @@
-"""Builds the optional C++ sampler extension; the package works without it (Numba fallback)."""
+"""Builds the optional C++ extensions (sampler, feature gather); the package works without them."""
 from pybind11.setup_helpers import Pybind11Extension, build_ext
 from setuptools import setup
 
@@ -10,23 +10,32 @@ class OptionalBuildExt(build_ext):
         try:
             super().run()
         except Exception as exc:  # noqa: BLE001
-            print(f"warning: C++ sampler not built ({exc}); the Numba backend will be used")
+            print(f"warning: C++ sampler not built ({exc}); the Numba/NumPy fallbacks will be used")
 
     def build_extension(self, ext):
         try:
             super().build_extension(ext)
         except Exception as exc:  # noqa: BLE001
-            print(f"warning: C++ sampler not built ({exc}); the Numba backend will be used")
+            print(f"warning: C++ sampler not built ({exc}); the Numba/NumPy fallbacks will be used")
 
 
 ext_modules = [
     Pybind11Extension(
         "graphstore._sampler_cpp",
         ["csrc/sampler.cpp"],
+        depends=["csrc/fork_guard.h"],
         cxx_std=17,
         extra_compile_args=["-O3", "-fopenmp"],
         extra_link_args=["-fopenmp"],
-    )
+    ),
+    Pybind11Extension(
+        "graphstore._gather_cpp",
+        ["csrc/gather.cpp"],
+        depends=["csrc/fork_guard.h"],
+        cxx_std=17,
+        extra_compile_args=["-O3", "-fopenmp"],
+        extra_link_args=["-fopenmp"],
+    ),
 ]
 
 setup(ext_modules=ext_modules, cmdclass={"build_ext": OptionalBuildExt})

@@ -60,8 +60,8 @@ class GraphStoreFeatureStore(FeatureStore):
         if arr is None:
             return None
         ids = np.arange(arr.shape[0]) if idx is None else np.asarray(idx, dtype=np.int64)
-        # torch's float16 -> float32 conversion is vectorised and threaded; NumPy's was ~60 % of batch time.
-        return torch.from_numpy(arr.gather(ids)).to(torch.float32)
+        # float16 rows are widened inside the gather (one pass); NumPy's astype was ~60 % of batch time
+        return torch.from_numpy(arr.gather(ids, dtype=np.float32, num_threads=torch.get_num_threads()))
 
     def _get_tensor_size(self, attr: TensorAttr) -> tuple[int, ...] | None:
         if attr.attr_name == "y" and attr.group_name == "video":

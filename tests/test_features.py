@@ -13,6 +13,7 @@ from graphstore.build import build_store
 from graphstore.cli import main as cli_main
 from graphstore.errors import UserError
 from graphstore.features import featurize_store, open_feature
+from graphstore.features import array as array_module
 from graphstore.features.array import FeatureArray
 from graphstore.features.cache import hit_ratio
 from graphstore.features.encoders import log_count_encoding, time_encoding
@@ -106,6 +107,65 @@ def test_gather_matches_zarr_any_order_and_cache(featurized, node_type):
     assert arr.gather(np.zeros(0, np.int64)).shape == (0, full.shape[1])
     with pytest.raises(UserError):
         arr.gather(np.array([full.shape[0]]))
+
+
+needs_kernel = pytest.mark.skipif(array_module._gather_cpp is None, reason="C++ gather kernel not built")
+
+
+@needs_kernel
+@pytest.mark.parametrize("portable", [False, True])
+def test_half_to_float32_exact_for_every_bit_pattern(portable):
+    halves = np.arange(1 << 16, dtype=np.uint16)
+    got = np.empty(halves.shape, np.float32)
+    array_module._gather_cpp.half_to_float32(halves, got, portable=portable)
+    want = halves.view(np.float16).astype(np.float32)
+    nan = np.isnan(want)
+    np.testing.assert_array_equal(np.isnan(got), nan)
+    np.testing.assert_array_equal(got.view(np.uint32)[~nan], want.view(np.uint32)[~nan])  # incl. -0, subnormals
+
+
+@needs_kernel
+@pytest.mark.parametrize("node_type", ["comment", "ctime"])
+def test_kernel_gather_matches_numpy_path(featurized, node_type, tmp_path):
+    src = featurized.path / "features" / node_type / "x"
+    path = tmp_path / "x"
+    shutil.copytree(src, path)
+    numpy_path = FeatureArray(path, map_raw=True, kernel=False)
+    kernel = FeatureArray(path, map_raw=True)
+    assert numpy_path.layout.codec == "raw"
+    n, dim = kernel.shape
+    assert n > 2 * kernel.chunk_rows
+    rng = np.random.default_rng(1)
+    # large enough for the threaded path (>= 256 KiB of output), with repeats, in any order
+    ids = rng.integers(0, n, max(64, (1 << 18) // (4 * dim) + 1))
+    want = numpy_path.gather(ids)
+    for threads in (1, 2):
+        np.testing.assert_array_equal(kernel.gather(ids, num_threads=threads), want)
+        wide = kernel.gather(ids, dtype=np.float32, num_threads=threads)
+        assert wide.dtype == np.float32
+        np.testing.assert_array_equal(wide, want.astype(np.float32))
+    assert kernel._bases is not None  # the kernel served those gathers
+    # a missing chunk file reads as the fill value, as zarr does
+    (path / "c" / "1" / "0").unlink()
+    again = FeatureArray(path)
+    missing = (ids // again.chunk_rows) == 1
+    assert missing.any()
+    np.testing.assert_array_equal(again.gather(ids)[~missing], want[~missing])
+    assert not again.gather(ids)[missing].any()
+
+
+@needs_kernel
+def test_kernel_gather_in_forked_child_after_threads(featurized):
+    arr = featurized.features("comment")
+    ids = np.random.default_rng(2).integers(0, arr.shape[0], (1 << 18) // (4 * arr.shape[1]) + 1)
+    want = arr.gather(ids, dtype=np.float32, num_threads=2)  # the parent's thread pool now exists
+    ctx = mp.get_context("fork")
+    q = ctx.Queue()
+    child = ctx.Process(target=_gather_in_child, args=(arr, ids, q))
+    child.start()
+    got = q.get(timeout=120)
+    child.join(timeout=30)
+    np.testing.assert_array_equal(got, want.astype(arr.dtype))
 
 
 @pytest.mark.parametrize("codec", ["none", "lz4", "zstd"])

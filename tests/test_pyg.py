@@ -1,7 +1,6 @@
 """graphstore.pyg: HeteroData batches from the store, seeds first, labels, workers, and a model that learns."""
 from __future__ import annotations
 
-import shutil
 
 import numpy as np
 import pytest

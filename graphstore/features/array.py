@@ -11,7 +11,13 @@ import numpy as np
 from graphstore.errors import UserError
 from graphstore.features.cache import POLICIES
 
+try:
+    from graphstore import _gather_cpp
+except ImportError:  # the extension is optional: NumPy fancy indexing is the fallback
+    _gather_cpp = None
+
 DEFAULT_CACHE_BYTES = 64 << 20
+MAX_MAPPED_CHUNKS = 4096  # per array, far below the kernel's default limit of 65,530 mappings per process
 
 
 @dataclass
@@ -60,7 +66,7 @@ class FeatureArray:
     """
 
     def __init__(self, array_dir: str | Path, cache_bytes: int = DEFAULT_CACHE_BYTES, policy: str = "sieve",
-                 map_raw: bool | None = None):
+                 map_raw: bool | None = None, kernel: bool = True):
         self.path = Path(array_dir)
         if not (self.path / "zarr.json").is_file():
             raise UserError(f"{self.path}: no feature array (run `graphstore featurize`)")
@@ -68,6 +74,8 @@ class FeatureArray:
             raise UserError(f"cache policy must be one of {sorted(POLICIES)}, got {policy!r}")
         self.layout = read_layout(self.path)
         self.cache_bytes, self.policy, self.map_raw = int(cache_bytes), policy, map_raw
+        # the C++ kernel serves raw memory-mapped arrays; kernel=False keeps the NumPy path (benchmarks)
+        self.kernel = bool(kernel) and _gather_cpp is not None
         self._pid = -1
         self.stats = {"hits": 0, "misses": 0, "bytes_read": 0}
 
@@ -92,20 +100,51 @@ class FeatureArray:
             return self.gather(np.arange(self.shape[0])[key])
         return self.gather(np.asarray(key, dtype=np.int64))
 
-    def gather(self, ids: np.ndarray) -> np.ndarray:
-        """Rows `ids` (any order, repeats allowed) as a [len(ids), dim] array in the stored dtype."""
-        ids = np.asarray(ids, dtype=np.int64).ravel()
+    def gather(self, ids: np.ndarray, dtype: np.dtype | str | None = None, num_threads: int | None = None) -> np.ndarray:
+        """Rows `ids` (any order, repeats allowed) as a [len(ids), dim] array, in `dtype` (default: as stored).
+
+        Raw memory-mapped arrays go through one C++ pass that converts float16 to float32 on the way
+        when dtype is float32, on `num_threads` threads (default: all cores).
+        """
+        ids = np.ascontiguousarray(ids, dtype=np.int64).ravel()
+        n, dim = self.shape
+        out_dtype = self.dtype if dtype is None else np.dtype(dtype)
+        if ids.size and (ids.min() < 0 or ids.max() >= n):
+            raise UserError(f"{self.path}: row ids must lie in 0..{n - 1}")
+        self._ensure_open()
+        if self._bases is not None and (out_dtype == self.dtype or
+                                        (out_dtype == np.float32 and self.dtype == np.float16)):
+            out = np.empty((ids.shape[0], dim), dtype=out_dtype)
+            threads = int(num_threads or _gather_cpp.max_threads())
+            _gather_cpp.gather_rows(self._bases, self.chunk_rows, dim, self.dtype.itemsize, ids, out,
+                                    int(out_dtype != self.dtype), threads)
+            return out
+        out = self._gather_stored(ids)
+        if out_dtype == self.dtype:
+            return out
+        if _gather_cpp is not None and out_dtype == np.float32 and self.dtype == np.float16:
+            wide = np.empty(out.shape, dtype=np.float32)
+            _gather_cpp.half_to_float32(out.view(np.uint16), wide)  # F16C: NumPy's astype is ~5x slower
+            return wide
+        return out.astype(out_dtype)
+
+    def _gather_stored(self, ids: np.ndarray) -> np.ndarray:
+        """The NumPy paths: memory-mapped chunks, or chunk reads through the cache."""
         n, dim = self.shape
         out = np.empty((ids.shape[0], dim), dtype=self.dtype)
         if ids.size == 0:
             return out
-        if ids.min() < 0 or ids.max() >= n:
-            raise UserError(f"{self.path}: row ids must lie in 0..{n - 1}")
-        self._ensure_open()
         cr = self.chunk_rows
         if self.layout.codec == "raw" and self._maps is not None:
             return self._gather_mapped(ids, out)
         chunk_of = ids // cr
+        if self._table is not None:  # SIEVE, every chunk cached: one lookup per row, no sort
+            slot_of = self._table[chunk_of]
+            if slot_of.min() >= 0:
+                self._cache.visited[slot_of] = True
+                touched = np.count_nonzero(np.bincount(chunk_of, minlength=self._table.shape[0]))
+                self.stats["hits"] += touched
+                return self._slab[slot_of, ids - chunk_of * cr]
         uniq, inv = np.unique(chunk_of, return_inverse=True)
         local = ids - chunk_of * cr
         if self._slots is None:  # cache disabled: each chunk read into one scratch buffer
@@ -191,11 +230,18 @@ class FeatureArray:
         chunk_bytes = self.chunk_rows * self.layout.row_bytes
         n_chunks = -(-self.shape[0] // self.chunk_rows)
         capacity = min(n_chunks, self.cache_bytes // max(1, chunk_bytes))
-        # raw chunks of at least 1 MiB are memory-mapped; smaller raw or compressed chunks go through the cache
-        map_raw = chunk_bytes >= (1 << 20) if self.map_raw is None else self.map_raw
+        # raw chunks are memory-mapped (the kernel serves any chunk size; NumPy only pays off from 1 MiB),
+        # compressed chunks go through the cache
+        if self.map_raw is None:
+            map_raw = chunk_bytes >= (1 << 20) or (self.kernel and n_chunks <= MAX_MAPPED_CHUNKS)
+        else:
+            map_raw = self.map_raw
         self._maps = [None] * n_chunks if self.layout.codec == "raw" and map_raw else None
+        self._bases = None
         if self._maps is not None:
             capacity = 0
+            if self.kernel:  # every chunk mapped up front: the kernel needs each chunk's address
+                self._bases = np.array([self._map(c).ctypes.data for c in range(n_chunks)], dtype=np.uint64)
         if capacity >= 1:
             self._cache = POLICIES[self.policy](capacity)
             # np.empty: pages are only touched (and counted in RSS) as slots fill
