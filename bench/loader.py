@@ -1,8 +1,11 @@
 """End-to-end loader throughput: graphstore.pyg.make_loader vs PyG NeighborLoader over an in-memory HeteroData.
 
-Usage: python bench/loader.py --store STORE [--batches 30] [--cache-mb 1024] [--pyg] [--json-out FILE]
-The PyG baseline materialises every relation's edge_index and every feature matrix in memory
-(float32), so run it only at scales where that fits.
+Usage: python bench/loader.py --store STORE [--warmup 10] [--rounds 3] [--batches 20] [--cache-mb 1024] [--pyg]
+                              [--json-out FILE]
+Both loaders get the same warm-up, then timed rounds alternate between them; the figure is the median
+round. The PyG baseline materialises every relation's edge_index and every feature matrix in memory
+(float32), so run it only at scales where that fits. With --pyg the peak RSS is the process's (both
+loaders); run without --pyg for our loader's own peak.
 """
 from __future__ import annotations
 
@@ -23,19 +26,31 @@ def peak_rss_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
 
 
-def run_loader(loader, batches: int) -> dict:
-    it = iter(loader)
-    next(it)  # warm-up: worker start, lazy opens, kernel compilation
+def endless(loader):
+    """Batches of a loader, epoch after epoch."""
+    while True:
+        yield from loader
+
+
+def time_batches(it, batches: int) -> dict:
+    """batches/s over the next `batches` batches of an iterator, with nodes and edges per batch."""
     t = time.perf_counter()
-    nodes = edges = k = 0
-    for k, b in enumerate(it, 1):
+    nodes = edges = 0
+    for _ in range(batches):
+        b = next(it)
         nodes += sum(b[nt].num_nodes for nt in b.node_types)
         edges += sum(b[et].edge_index.shape[1] for et in b.edge_types)
-        if k >= batches:
-            break
     dt = time.perf_counter() - t
-    return {"batches": k, "seconds": dt, "batches_per_s": k / dt, "nodes_per_batch": nodes / max(1, k),
-            "edges_per_batch": edges / max(1, k)}
+    return {"batches": batches, "seconds": dt, "batches_per_s": batches / dt, "nodes_per_batch": nodes / batches,
+            "edges_per_batch": edges / batches}
+
+
+def summarise(rounds: list[dict]) -> dict:
+    """Median of per-round rates, and the rounds themselves."""
+    rates = [r["batches_per_s"] for r in rounds]
+    return {"batches_per_s": float(np.median(rates)), "min_batches_per_s": min(rates), "max_batches_per_s": max(rates),
+            "batches": sum(r["batches"] for r in rounds), "nodes_per_batch": float(np.mean([r["nodes_per_batch"] for r in rounds])),
+            "edges_per_batch": float(np.mean([r["edges_per_batch"] for r in rounds])), "rounds": rounds}
 
 
 def in_memory_heterodata(store: GraphStore, relations):
@@ -61,7 +76,9 @@ def in_memory_heterodata(store: GraphStore, relations):
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--store", required=True)
-    ap.add_argument("--batches", type=int, default=30)
+    ap.add_argument("--batches", type=int, default=20, help="batches per timed round")
+    ap.add_argument("--rounds", type=int, default=3, help="timed rounds, alternating between the loaders")
+    ap.add_argument("--warmup", type=int, default=10, help="untimed batches per loader before the rounds")
     ap.add_argument("--batch-size", type=int, default=512)
     ap.add_argument("--fanouts", default="10,10")
     ap.add_argument("--cache-mb", type=int, default=1024)
@@ -75,24 +92,42 @@ def main() -> None:
     fanouts = [int(f) for f in args.fanouts.split(",")]
     res = {"store": str(store.path), "videos": store.num_nodes("video"), "fanouts": fanouts,
            "batch_size": args.batch_size, "cache_mb": args.cache_mb, "threads": args.threads,
-           "num_workers": args.num_workers}
-    loader = make_loader(store, "train", fanouts=fanouts, batch_size=args.batch_size, num_workers=args.num_workers,
-                         cache_bytes=args.cache_mb << 20, seed=0)
-    res["graphstore"] = run_loader(loader, args.batches)
-    res["graphstore"]["peak_rss_gb"] = peak_rss_gb()
-    print("graphstore loader:", json.dumps(res["graphstore"]))
+           "num_workers": args.num_workers, "warmup_batches": args.warmup, "rounds": args.rounds,
+           "batches_per_round": args.batches}
+    loaders = {"graphstore": make_loader(store, "train", fanouts=fanouts, batch_size=args.batch_size,
+                                         num_workers=args.num_workers, cache_bytes=args.cache_mb << 20, seed=0)}
     if args.pyg:
         from torch_geometric.loader import NeighborLoader
 
         t = time.perf_counter()
         data = in_memory_heterodata(store, None)
         res["pyg_materialise_s"] = time.perf_counter() - t
-        pyg = NeighborLoader(data, num_neighbors=fanouts, input_nodes=("video", torch.from_numpy(store.split("train"))),
-                             batch_size=args.batch_size, shuffle=True, num_workers=args.num_workers)
-        res["pyg"] = run_loader(pyg, args.batches)
-        res["pyg"]["peak_rss_gb"] = peak_rss_gb()
-        print("PyG NeighborLoader (in memory):", json.dumps(res["pyg"]))
-        print(f"speed-up: {res['graphstore']['batches_per_s'] / res['pyg']['batches_per_s']:.2f}x")
+        torch.manual_seed(0)
+        loaders["pyg"] = NeighborLoader(data, num_neighbors=fanouts, batch_size=args.batch_size, shuffle=True,
+                                        input_nodes=("video", torch.from_numpy(store.split("train"))),
+                                        num_workers=args.num_workers)
+    # warm-up (worker start, lazy opens, first touch of mapped pages, kernel compilation), then
+    # alternating rounds so that both loaders see the same machine state
+    iters = {name: endless(loader) for name, loader in loaders.items()}
+    for it in iters.values():
+        for _ in range(args.warmup):
+            next(it)
+    rounds: dict[str, list] = {name: [] for name in loaders}
+    for r in range(args.rounds):
+        for name, it in iters.items():
+            rounds[name].append(time_batches(it, args.batches))
+            print(f"round {r} {name}: {rounds[name][-1]['batches_per_s']:.2f} batches/s", flush=True)
+    for name in loaders:
+        res[name] = summarise(rounds[name])
+    res["peak_rss_gb_process"] = peak_rss_gb()
+    print("graphstore loader:", {k: v for k, v in res["graphstore"].items() if k != "rounds"})
+    if args.pyg:
+        print("PyG NeighborLoader (in memory):", {k: v for k, v in res["pyg"].items() if k != "rounds"})
+        ratios = [a["batches_per_s"] / b["batches_per_s"] for a, b in zip(rounds["graphstore"], rounds["pyg"])]
+        res["speedup_median"] = res["graphstore"]["batches_per_s"] / res["pyg"]["batches_per_s"]
+        res["speedup_per_round"] = ratios
+        print(f"speed-up (ratio of medians): {res['speedup_median']:.2f}x; per round: "
+              + ", ".join(f"{x:.2f}" for x in ratios))
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(res, indent=2))
 
