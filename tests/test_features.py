@@ -145,7 +145,9 @@ def test_kernel_gather_matches_numpy_path(featurized, node_type, tmp_path):
         assert wide.dtype == np.float32
         np.testing.assert_array_equal(wide, want.astype(np.float32))
     assert kernel._bases is not None  # the kernel served those gathers
-    # a missing chunk file reads as the fill value, as zarr does
+    assert kernel._maps is numpy_path._maps  # one set of maps per array and process
+    # a missing chunk file reads as the fill value, as zarr does (the old maps go with their readers)
+    del kernel, numpy_path
     (path / "c" / "1" / "0").unlink()
     again = FeatureArray(path)
     missing = (ids // again.chunk_rows) == 1

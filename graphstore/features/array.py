@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,6 +55,29 @@ def read_layout(array_dir: Path) -> ChunkLayout:
     fill = meta.get("fill_value", 0)
     return ChunkLayout(shape=(shape[0], shape[1]), dtype=np.dtype(meta["data_type"]).newbyteorder("<"),
                        chunk_rows=int(chunks[0]), codec=codec, fill_value=float(fill or 0))
+
+
+class _ChunkMaps(list):
+    """One process's memory maps of an array's chunks (a list, so that it can be weakly referenced)."""
+
+
+_MAPS: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+
+
+def _shared_maps(path: Path, n_chunks: int) -> _ChunkMaps:
+    """The chunk maps of one array, shared by every FeatureArray over it in this process.
+
+    Each loader (train, val, test, every epoch) opens its own FeatureArrays; separate maps of the
+    same file would count its cached pages once per map in RSS. The key holds the pid and the
+    metadata file's inode and mtime, so a fork or a rewritten array gets maps of its own.
+    """
+    st = os.stat(path / "zarr.json")
+    key = (str(path.resolve()), os.getpid(), st.st_ino, st.st_mtime_ns)
+    maps = _MAPS.get(key)
+    if maps is None or len(maps) != n_chunks:
+        maps = _ChunkMaps([None] * n_chunks)
+        _MAPS[key] = maps
+    return maps
 
 
 class FeatureArray:
@@ -236,7 +260,7 @@ class FeatureArray:
             map_raw = chunk_bytes >= (1 << 20) or (self.kernel and n_chunks <= MAX_MAPPED_CHUNKS)
         else:
             map_raw = self.map_raw
-        self._maps = [None] * n_chunks if self.layout.codec == "raw" and map_raw else None
+        self._maps = _shared_maps(self.path, n_chunks) if self.layout.codec == "raw" and map_raw else None
         self._bases = None
         if self._maps is not None:
             capacity = 0
