@@ -1,4 +1,4 @@
-"""`FeatureArray`: batched row gather from a row-chunked Zarr feature matrix, with a SIEVE chunk cache."""
+"""`FeatureArray`: batched row gather from a row-chunked Zarr feature matrix (memory maps or a SIEVE chunk cache)."""
 from __future__ import annotations
 
 import json
@@ -81,12 +81,14 @@ def _shared_maps(path: Path, n_chunks: int) -> _ChunkMaps:
 
 
 class FeatureArray:
-    """Row gather over `features/<type>/<name>`: ids sorted and grouped by chunk, each chunk read once.
+    """Row gather over `features/<type>/<name>`.
 
-    Hot chunks stay in a byte-bounded cache (SIEVE by default) laid out as one slab
-    [slots, chunk_rows, dim], so cache hits are a single vectorised fancy index. File handles,
-    cache and slab are created lazily and re-created after a fork, so one object may be
-    pickled into DataLoader workers or shared through fork safely (reads use os.pread).
+    Raw chunks are memory-mapped (one set of maps per array and process) and copied row by row by
+    the C++ kernel (NumPy when it is not built; the page cache is the cache). Compressed chunks are
+    read once per gather, grouped by chunk, and hot ones stay in a byte-bounded cache (SIEVE by
+    default) laid out as one slab [slots, chunk_rows, dim], so hits are one vectorised fancy index.
+    Maps, file handles, cache and slab are created lazily and re-created after a fork, so one object
+    may be pickled into DataLoader workers or shared through fork safely (reads use os.pread).
     """
 
     def __init__(self, array_dir: str | Path, cache_bytes: int = DEFAULT_CACHE_BYTES, policy: str = "sieve",
