@@ -10,32 +10,21 @@ class OptionalBuildExt(build_ext):
         try:
             super().run()
         except Exception as exc:  # noqa: BLE001
-            print(f"warning: C++ sampler not built ({exc}); the Numba/NumPy fallbacks will be used")
+            print(f"warning: C++ kernels not built ({exc}); the Numba/NumPy fallbacks will be used")
 
     def build_extension(self, ext):
         try:
             super().build_extension(ext)
         except Exception as exc:  # noqa: BLE001
-            print(f"warning: C++ sampler not built ({exc}); the Numba/NumPy fallbacks will be used")
+            print(f"warning: C++ kernels not built ({exc}); the Numba/NumPy fallbacks will be used")
 
 
+# name -> source; both kernels use OpenMP and share csrc/parallel.h
+KERNELS = {"graphstore._sampler_cpp": "csrc/sampler.cpp", "graphstore._gather_cpp": "csrc/gather.cpp"}
 ext_modules = [
-    Pybind11Extension(
-        "graphstore._sampler_cpp",
-        ["csrc/sampler.cpp"],
-        depends=["csrc/fork_guard.h"],
-        cxx_std=17,
-        extra_compile_args=["-O3", "-fopenmp"],
-        extra_link_args=["-fopenmp"],
-    ),
-    Pybind11Extension(
-        "graphstore._gather_cpp",
-        ["csrc/gather.cpp"],
-        depends=["csrc/fork_guard.h"],
-        cxx_std=17,
-        extra_compile_args=["-O3", "-fopenmp"],
-        extra_link_args=["-fopenmp"],
-    ),
+    Pybind11Extension(name, [source], depends=["csrc/parallel.h"], cxx_std=17,
+                      extra_compile_args=["-O3", "-fopenmp"], extra_link_args=["-fopenmp"])
+    for name, source in KERNELS.items()
 ]
 
 setup(ext_modules=ext_modules, cmdclass={"build_ext": OptionalBuildExt})

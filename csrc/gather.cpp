@@ -6,14 +6,11 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
-#include "fork_guard.h"
+#include "parallel.h"
 
 #include <cstdint>
 #include <cstring>
 #include <stdexcept>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
 #define GS_HAVE_F16C_DISPATCH 1
@@ -123,14 +120,6 @@ void half_to_float32(py::array_t<uint16_t, py::array::c_style> src, py::array_t<
   (portable ? convert_row_portable : kConvertRow)(src.data(), dst.mutable_data(), src.size());
 }
 
-int max_threads() {
-#ifdef _OPENMP
-  return omp_get_max_threads();
-#else
-  return 1;
-#endif
-}
-
 }  // namespace
 
 PYBIND11_MODULE(_gather_cpp, m) {
@@ -141,7 +130,7 @@ PYBIND11_MODULE(_gather_cpp, m) {
         py::arg("convert"), py::arg("num_threads"));
   m.def("half_to_float32", &half_to_float32, "float16 bits -> float32", py::arg("src"), py::arg("dst"),
         py::arg("portable") = false);
-  m.def("max_threads", &max_threads, "OpenMP's default thread count");
+  m.def("max_threads", &gs::max_threads, "OpenMP's default thread count");
 #ifdef GS_HAVE_F16C_DISPATCH
   m.attr("f16c") = kConvertRow == convert_row_f16c;
 #else

@@ -6,14 +6,11 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
-#include "fork_guard.h"
+#include "parallel.h"
 
 #include <cstdint>
 #include <stdexcept>
 #include <vector>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 namespace py = pybind11;
 
@@ -233,14 +230,6 @@ py::tuple relabel(py::array_t<int64_t, py::array::c_style> heads,
   return py::make_tuple(rows, n);
 }
 
-int max_threads() {
-#ifdef _OPENMP
-  return omp_get_max_threads();
-#else
-  return 1;
-#endif
-}
-
 }  // namespace
 
 PYBIND11_MODULE(_sampler_cpp, m) {
@@ -253,7 +242,7 @@ PYBIND11_MODULE(_sampler_cpp, m) {
         py::arg("num_threads"));
   m.def("relabel", &relabel, "First-seen relabel through a dense node map", py::arg("heads"),
         py::arg("node_map"), py::arg("nodes"), py::arg("n"));
-  m.def("max_threads", &max_threads, "OpenMP's default thread count");
+  m.def("max_threads", &gs::max_threads, "OpenMP's default thread count");
 #ifdef _OPENMP
   m.attr("openmp") = true;
 #else

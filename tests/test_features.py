@@ -1,7 +1,6 @@
 """Feature encoders, featurize_store (incl. resume) and the chunked gather."""
 from __future__ import annotations
 
-import multiprocessing as mp
 import pickle
 import shutil
 
@@ -19,6 +18,7 @@ from graphstore.features.cache import hit_ratio
 from graphstore.features.encoders import log_count_encoding, time_encoding
 from graphstore.features.text import HashTextEncoder, make_text_encoder
 from graphstore.store import GraphStore
+from tests.forking import run_in_fork
 from tests.xsvideo_fixtures import make_records, write_xsvideo
 
 
@@ -161,13 +161,7 @@ def test_kernel_gather_in_forked_child_after_threads(featurized):
     arr = featurized.features("comment")
     ids = np.random.default_rng(2).integers(0, arr.shape[0], (1 << 18) // (4 * arr.shape[1]) + 1)
     want = arr.gather(ids, dtype=np.float32, num_threads=2)  # the parent's thread pool now exists
-    ctx = mp.get_context("fork")
-    q = ctx.Queue()
-    child = ctx.Process(target=_gather_in_child, args=(arr, ids, q))
-    child.start()
-    got = q.get(timeout=120)
-    child.join(timeout=30)
-    np.testing.assert_array_equal(got, want.astype(arr.dtype))
+    np.testing.assert_array_equal(run_in_fork(arr.gather, ids), want.astype(arr.dtype))
 
 
 @pytest.mark.parametrize("codec", ["none", "lz4", "zstd"])
@@ -182,21 +176,11 @@ def test_codecs_roundtrip(bare_store, tmp_path, codec):
     np.testing.assert_array_equal(arr.gather(ids), full[ids])
 
 
-def _gather_in_child(arr, ids, q):
-    q.put(arr.gather(ids))
-
-
 def test_gather_after_fork_and_pickle(featurized):
     arr = featurized.features("ctime")
     ids = np.arange(arr.shape[0])
     want = arr.gather(ids)  # opens handles + cache in the parent first
-    ctx = mp.get_context("fork")
-    q = ctx.Queue()
-    p = ctx.Process(target=_gather_in_child, args=(arr, ids[::-1], q))
-    p.start()
-    got = q.get(timeout=60)
-    p.join()
-    np.testing.assert_array_equal(got, want[::-1])
+    np.testing.assert_array_equal(run_in_fork(arr.gather, ids[::-1]), want[::-1])
     np.testing.assert_array_equal(pickle.loads(pickle.dumps(arr)).gather(ids), want)
 
 

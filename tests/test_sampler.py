@@ -17,6 +17,7 @@ from graphstore.sampler import cpp_backend
 from graphstore.sampler.reference import reference_sample
 from graphstore.store import GraphStore
 from graphstore.topology import Relation, Topology
+from tests.forking import run_in_fork
 from tests.xsvideo_fixtures import make_records, write_xsvideo
 
 BACKENDS = ["numba"] + (["cpp"] if cpp_backend.available() else [])
@@ -241,30 +242,16 @@ def test_parallel_path_matches_serial_and_reference(k):
             _assert_same(got, want)
 
 
-def _sample_in_child(sampler, seeds, q):
-    out = sampler.sample(seeds, batch=9)
-    q.put({t: v.tolist() for t, v in out.node.items()})
-
-
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_forked_child_samples_after_parent_ran_threads(backend):
     """OpenMP/Numba thread pools do not survive fork(); a forked child (a DataLoader worker) must not hang."""
-    import multiprocessing as mp
-
     n, k = 3500, 20
     topo, _ = _shared_neighbour_topology(n, 60, seed=4)
     sampler = NeighborSampler(topo, [k], seed=6, backend=backend, num_threads=2,
                               relations=["has_same_topic_as", "is_comment_of"])
     seeds = np.arange(n)
     want = sampler.sample(seeds, batch=9)  # the parent's threaded fill pass starts the pool
-    ctx = mp.get_context("fork")
-    q = ctx.Queue()
-    child = ctx.Process(target=_sample_in_child, args=(sampler, seeds, q))
-    child.start()
-    got = q.get(timeout=120)
-    child.join(timeout=30)
-    assert child.exitcode == 0
-    assert got == {t: v.tolist() for t, v in want.node.items()}
+    _assert_same(run_in_fork(sampler.sample, seeds, 9), want)
 
 
 def test_seed_and_batch_key_the_sample(store):
