@@ -230,6 +230,23 @@ def test_cli_featurize(bare_store, tmp_path, capsys):
     assert cli_main(["featurize", str(path), "--text-encoder", str(tmp_path / "nodir")]) == 2
 
 
+def test_raw_chunks_are_balanced_not_padded(featurized):
+    from graphstore.features.featurize import balanced_chunk_rows
+
+    assert balanced_chunk_rows(9380, 8192) == 4704  # 2 chunks of 4,704 rows, not 8,192 + 1,188 padded to 8,192
+    for rows, limit in ((0, 64), (5, 64), (64, 64), (65, 64), (100_000, 4096)):
+        chunk = balanced_chunk_rows(rows, limit)
+        n_chunks = -(-rows // chunk)
+        assert chunk % 16 == 0 and chunk <= max(16, limit)
+        assert n_chunks == -(-rows // limit)  # as many chunks as before
+        assert n_chunks * chunk - rows < 16 * max(1, n_chunks)  # padding below 16 rows a chunk
+    raw = [(t, f) for t, f in featurized.meta["features"].items() if f["codec"] == "raw"]
+    assert raw
+    for node_type, info in raw:
+        rows, chunk = featurized.num_nodes(node_type), info["chunk_rows"]
+        assert -(-rows // chunk) * chunk - rows < 16 * -(-rows // chunk), node_type
+
+
 def test_sieve_beats_lru_on_skewed_scan():
     rng = np.random.default_rng(0)
     hot = rng.integers(0, 50, 20_000)

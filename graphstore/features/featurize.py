@@ -51,6 +51,14 @@ def chunk_rows_for(dim: int, dtype: str, chunk_bytes: int = CHUNK_BYTES, max_log
     return 1 << max(4, min(max_log2, int(np.log2(max(1, chunk_bytes // row_bytes)))))
 
 
+def balanced_chunk_rows(rows: int, max_rows: int) -> int:
+    """At most `max_rows` rows per chunk, spread evenly (a multiple of 16): Zarr pads the last chunk
+    to full size on disk, and a raw memory-mapped array would carry up to a whole chunk of padding."""
+    n_chunks = max(1, -(-rows // max_rows))
+    per_chunk = -(-rows // n_chunks)
+    return max(16, -(-per_chunk // 16) * 16)
+
+
 AUTO_COMPRESS_MAX_BYTES = 16 << 20  # 'auto' compresses only arrays small enough to sit in the chunk cache
 
 
@@ -211,7 +219,7 @@ def _write_job(fgroup: zarr.Group, job: FeatureJob, dtype: str, codec: str, chun
         sample = np.concatenate([job.encode(lo, min(job.rows, lo + small)) for lo in starts]).astype(dtype) \
             if job.rows else np.zeros((0, job.dim), dtype)
         compressors = _codec_for(codec, sample, job.rows * job.dim * np.dtype(dtype).itemsize)
-        chunk = small if compressors else min(max(16, job.rows), chunk_rows_for(job.dim, dtype, raw_chunk_bytes, 26))
+        chunk = small if compressors else balanced_chunk_rows(job.rows, chunk_rows_for(job.dim, dtype, raw_chunk_bytes, 26))
         arr = group.create_array("x", shape=(job.rows, job.dim), dtype=dtype, chunks=(chunk, job.dim),
                                  compressors=compressors, fill_value=0, config={"write_empty_chunks": True})
         arr.attrs["featurize"] = {"settings": want, "rows_done": 0, "complete": False}
