@@ -19,6 +19,7 @@ graphstore sample --store "$WORK/store" --batch-size 128 --fanouts 10,10 --batch
 echo "== 4/6 build a tiny Qwen2-architecture LLM with a tokenizer trained on the store's text"
 python3 tools/make_tiny_llm.py --store "$WORK/store" --out "$WORK/tiny-llm"
 echo "== 5/6 NetGPT stages 1-3 (pretrain, align, finetune)"
+rm -rf "$WORK/run"  # every demo trains afresh (the stages refuse to overwrite a run without --resume)
 netgpt train --store "$WORK/store" --llm "$WORK/tiny-llm" --stage all --preset cpu \
   --llm-config tiny --out "$WORK/run" --max-steps "$STEPS" --seed "$SEED"
 echo "== 6/6 evaluate on the test split"
