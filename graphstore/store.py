@@ -159,10 +159,13 @@ class GraphStore:
         return self.root[key]
 
     def verify(self) -> list[str]:
-        """Arrays whose bytes no longer match the build's checksums (empty when intact)."""
+        """Arrays (topology, columns, splits, features) whose bytes no longer match their recorded checksums."""
         from graphstore.zarr_io import array_checksum
 
-        return [name for name, digest in self.meta.get("checksums", {}).items()
+        digests = dict(self.meta.get("checksums", {}))
+        digests.update({f"features/{t}/{f['name']}": f["xxh64"] for t, f in self.meta.get("features", {}).items()
+                        if f.get("xxh64")})
+        return [name for name, digest in digests.items()
                 if name not in self.root or array_checksum(self.root[name]) != digest]
 
     def __repr__(self) -> str:

@@ -230,6 +230,19 @@ def test_cli_featurize(bare_store, tmp_path, capsys):
     assert cli_main(["featurize", str(path), "--text-encoder", str(tmp_path / "nodir")]) == 2
 
 
+def test_verify_covers_feature_arrays(featurized, tmp_path):
+    path = tmp_path / "s"
+    shutil.copytree(featurized.path, path)
+    store = GraphStore.open(path)
+    assert all(f.get("xxh64") for f in store.meta["features"].values())
+    assert store.verify() == []
+    chunk = path / "features" / "comment" / "x" / "c" / "0" / "0"
+    raw = bytearray(chunk.read_bytes())
+    raw[0] ^= 0xFF
+    chunk.write_bytes(bytes(raw))
+    assert GraphStore.open(path).verify() == ["features/comment/x"]
+
+
 def test_raw_chunks_are_balanced_not_padded(featurized):
     from graphstore.features.featurize import balanced_chunk_rows
 

@@ -12,6 +12,7 @@ import zarr
 from zarr.codecs import BloscCodec, BloscShuffle
 
 from graphstore.errors import UserError
+from graphstore.zarr_io import array_checksum
 from graphstore.features.encoders import TIME_DIM, log_count_encoding, time_encoding
 from graphstore.features.text import HASH_DIM, TextEncoder, make_text_encoder
 from graphstore.features.video import load_video_features
@@ -243,15 +244,21 @@ def _write_job(fgroup: zarr.Group, job: FeatureJob, dtype: str, codec: str, chun
         if bar is not None:
             bar.update(hi - lo)
         lo = hi
-    arr.attrs["featurize"] = {"settings": want, "rows_done": job.rows, "complete": True}
+    # the digest that `graphstore info --verify` checks, over the logical bytes as written
+    arr.attrs["featurize"] = {"settings": want, "rows_done": job.rows, "complete": True,
+                              "xxh64": array_checksum(arr)}
     return _info(arr, want)
 
 
 def _info(arr: zarr.Array, want: dict) -> dict:
     codecs = [c.to_dict()["name"] for c in arr.compressors] if arr.compressors else []
     cname = arr.compressors[0].to_dict().get("configuration", {}).get("cname") if codecs else None
-    return {"name": "x", "dim": want["dim"], "dtype": want["dtype"], "source": want["source"],
+    info = {"name": "x", "dim": want["dim"], "dtype": want["dtype"], "source": want["source"],
             "chunk_rows": int(arr.chunks[0]), "codec": f"blosc-{cname}" if cname else "raw"}
+    digest = arr.attrs.get("featurize", {}).get("xxh64")
+    if digest:  # arrays featurized before checksums were recorded have none
+        info["xxh64"] = digest
+    return info
 
 
 def _progress_bar(total: int, enabled: bool):
