@@ -24,6 +24,12 @@ def _store(store) -> Any:
     return store if isinstance(store, GS) else GS.open(Path(store))
 
 
+def _shared_float32(shape: tuple[int, int]) -> torch.Tensor:
+    """An uninitialised float32 tensor whose storage is already in shared memory."""
+    storage = torch.UntypedStorage._new_shared(max(1, shape[0] * shape[1]) * 4)
+    return torch.empty(0, dtype=torch.float32).set_(storage, 0, shape)
+
+
 class GraphStoreFeatureStore(FeatureStore):
     """Read-only PyG FeatureStore: `x` of every featurized node type (float32) and `y` (level) of videos."""
 
@@ -61,7 +67,13 @@ class GraphStoreFeatureStore(FeatureStore):
             return None
         ids = np.arange(arr.shape[0]) if idx is None else np.asarray(idx, dtype=np.int64)
         # float16 rows are widened inside the gather (one pass); NumPy's astype was ~60 % of batch time
-        return torch.from_numpy(arr.gather(ids, dtype=np.float32, num_threads=torch.get_num_threads()))
+        if torch.utils.data.get_worker_info() is None:
+            return torch.from_numpy(arr.gather(ids, dtype=np.float32, num_threads=torch.get_num_threads()))
+        # in a DataLoader worker the batch crosses to the main process through shared memory: gathering
+        # straight into a shared buffer saves the copy torch would make when pickling an ordinary tensor
+        x = _shared_float32((len(ids), arr.shape[1]))
+        arr.gather(ids, dtype=np.float32, num_threads=torch.get_num_threads(), out=x.numpy())
+        return x
 
     def _get_tensor_size(self, attr: TensorAttr) -> tuple[int, ...] | None:
         if attr.attr_name == "y" and attr.group_name == "video":

@@ -156,6 +156,19 @@ def test_kernel_gather_matches_numpy_path(featurized, node_type, tmp_path):
     assert not again.gather(ids)[missing].any()
 
 
+@pytest.mark.parametrize("node_type", ["comment", "title"])  # raw (kernel when built) and compressed (cache)
+def test_gather_into_out_buffer(featurized, node_type):
+    arr = featurized.features(node_type)
+    ids = np.random.default_rng(4).integers(0, arr.shape[0], 50)
+    for dtype in (None, np.float32):
+        want = arr.gather(ids, dtype=dtype)
+        buf = np.full(want.shape, np.nan, dtype=want.dtype)
+        assert arr.gather(ids, dtype=dtype, out=buf) is buf
+        np.testing.assert_array_equal(buf, want)
+    with pytest.raises(ValueError, match="out must be"):
+        arr.gather(ids, dtype=np.float32, out=np.empty((len(ids), arr.shape[1]), np.float16))
+
+
 @needs_kernel
 def test_kernel_gather_in_forked_child_after_threads(featurized):
     arr = featurized.features("comment")

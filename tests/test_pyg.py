@@ -63,6 +63,16 @@ def test_workers_match_in_process(pyg_store):
         _check_batch(pyg_store, y, y["video"].n_id[: y["video"].batch_size].numpy())
 
 
+def test_shared_output_buffer():
+    from graphstore.pyg import _shared_float32
+
+    x = _shared_float32((3, 4))
+    assert x.is_shared() and x.shape == (3, 4) and x.dtype == torch.float32
+    x.numpy()[...] = 1.5  # the NumPy view writes into the shared storage
+    assert torch.equal(x, torch.full((3, 4), 1.5))
+    assert _shared_float32((0, 4)).shape == (0, 4)
+
+
 def test_relations_and_drop_features(pyg_store):
     rels = ["is_title_of", "has_same_topic_as"]
     b = next(iter(make_loader(pyg_store, fanouts=[2], batch_size=8, relations=rels, drop_features=("title",))))

@@ -126,33 +126,45 @@ class FeatureArray:
             return self.gather(np.arange(self.shape[0])[key])
         return self.gather(np.asarray(key, dtype=np.int64))
 
-    def gather(self, ids: np.ndarray, dtype: np.dtype | str | None = None, num_threads: int | None = None) -> np.ndarray:
+    def gather(self, ids: np.ndarray, dtype: np.dtype | str | None = None, num_threads: int | None = None,
+               out: np.ndarray | None = None) -> np.ndarray:
         """Rows `ids` (any order, repeats allowed) as a [len(ids), dim] array, in `dtype` (default: as stored).
 
         Raw memory-mapped arrays go through one C++ pass that converts float16 to float32 on the way
-        when dtype is float32, on `num_threads` threads (default: all cores).
+        when dtype is float32, on `num_threads` threads (default: all cores). `out`, a C-contiguous
+        [len(ids), dim] array of that dtype, receives the rows (e.g. a buffer in shared memory).
         """
         ids = np.ascontiguousarray(ids, dtype=np.int64).ravel()
         n, dim = self.shape
         out_dtype = self.dtype if dtype is None else np.dtype(dtype)
+        if out is not None and (out.shape != (ids.shape[0], dim) or out.dtype != out_dtype
+                                or not out.flags.c_contiguous):
+            raise ValueError(f"out must be a C-contiguous {(ids.shape[0], dim)} {out_dtype} array")
         if ids.size and (ids.min() < 0 or ids.max() >= n):
             raise UserError(f"{self.path}: row ids must lie in 0..{n - 1}")
         self._ensure_open()
         if self._bases is not None and (out_dtype == self.dtype or
                                         (out_dtype == np.float32 and self.dtype == np.float16)):
-            out = np.empty((ids.shape[0], dim), dtype=out_dtype)
+            out = np.empty((ids.shape[0], dim), dtype=out_dtype) if out is None else out
             threads = int(num_threads or _gather_cpp.max_threads())
             _gather_cpp.gather_rows(self._bases, self.chunk_rows, dim, self.dtype.itemsize, ids, out,
                                     int(out_dtype != self.dtype), threads)
             return out
-        out = self._gather_stored(ids)
+        rows = self._widen(self._gather_stored(ids), out_dtype)
+        if out is None:
+            return rows
+        out[...] = rows
+        return out
+
+    def _widen(self, rows: np.ndarray, out_dtype: np.dtype) -> np.ndarray:
+        """Stored rows in out_dtype (float16 -> float32 by the C++ converter when built)."""
         if out_dtype == self.dtype:
-            return out
+            return rows
         if _gather_cpp is not None and out_dtype == np.float32 and self.dtype == np.float16:
-            wide = np.empty(out.shape, dtype=np.float32)
-            _gather_cpp.half_to_float32(out.view(np.uint16), wide)  # F16C: NumPy's astype is ~5x slower
+            wide = np.empty(rows.shape, dtype=np.float32)
+            _gather_cpp.half_to_float32(rows.view(np.uint16), wide)  # F16C: NumPy's astype is ~5x slower
             return wide
-        return out.astype(out_dtype)
+        return rows.astype(out_dtype)
 
     def _gather_stored(self, ids: np.ndarray) -> np.ndarray:
         """The NumPy paths: memory-mapped chunks, or chunk reads through the cache."""
