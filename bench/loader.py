@@ -83,6 +83,8 @@ def main() -> None:
     ap.add_argument("--fanouts", default="10,10")
     ap.add_argument("--cache-mb", type=int, default=1024)
     ap.add_argument("--num-workers", type=int, default=0)
+    ap.add_argument("--raw-read", default="auto", choices=["auto", "mmap", "pread"],
+                    help="how raw feature arrays are read (auto: mmap while they fit in the cache budget)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--pyg", action="store_true", help="also time PyG's NeighborLoader on in-memory HeteroData")
     ap.add_argument("--json-out", default=None)
@@ -95,7 +97,9 @@ def main() -> None:
            "num_workers": args.num_workers, "warmup_batches": args.warmup, "rounds": args.rounds,
            "batches_per_round": args.batches}
     loaders = {"graphstore": make_loader(store, "train", fanouts=fanouts, batch_size=args.batch_size,
-                                         num_workers=args.num_workers, cache_bytes=args.cache_mb << 20, seed=0)}
+                                         num_workers=args.num_workers, cache_bytes=args.cache_mb << 20, seed=0,
+                                         raw_read=args.raw_read)}
+    res["raw_read"] = loaders["graphstore"].data[0].raw_read
     if args.pyg:
         from torch_geometric.loader import NeighborLoader
 

@@ -13,7 +13,7 @@ from torch_geometric.loader import NodeLoader
 from torch_geometric.sampler import BaseSampler, HeteroSamplerOutput, NodeSamplerInput
 
 from graphstore.errors import UserError
-from graphstore.features.array import FeatureArray, open_feature
+from graphstore.features.array import RAW_READS, FeatureArray, open_feature
 
 DEFAULT_CACHE_BYTES = 1 << 30
 
@@ -34,7 +34,7 @@ class GraphStoreFeatureStore(FeatureStore):
     """Read-only PyG FeatureStore: `x` of every featurized node type (float32) and `y` (level) of videos."""
 
     def __init__(self, store, node_types: Sequence[str] | None = None, cache_bytes: int = DEFAULT_CACHE_BYTES,
-                 drop_features: Sequence[str] = ()):
+                 drop_features: Sequence[str] = (), raw_read: str = "auto"):
         super().__init__()
         store = _store(store)
         self.path = store.path
@@ -48,6 +48,19 @@ class GraphStoreFeatureStore(FeatureStore):
         # the cache budget is shared in proportion to each matrix's size on disk
         self.arrays: dict[str, FeatureArray] = {
             t: open_feature(store, t, "x", cache_bytes=int(cache_bytes * sizes[t] / total)) for t in types}
+        if raw_read not in ("auto", *RAW_READS):
+            raise UserError(f"raw_read must be 'auto' or one of {RAW_READS}, got {raw_read!r}")
+        self.raw_read = {t: raw_read for t, a in self.arrays.items() if a.layout.codec == "raw"}
+        if raw_read == "auto":
+            # memory maps are fastest, but every page a batch maps counts in RSS (with the kernel's
+            # fault-around, up to the whole file): map the smallest raw arrays while their files fit
+            # in the budget, read the rest with pread()
+            mapped = 0
+            for t in sorted(self.raw_read, key=lambda t: sizes[t]):
+                mapped += sizes[t]
+                self.raw_read[t] = "mmap" if mapped <= cache_bytes else "pread"
+        for t, how in self.raw_read.items():
+            self.arrays[t].raw_read = how
         self.dropped = {t: (store.num_nodes(t), feats.get(t, {}).get("dim", 1)) for t in drop_features
                         if t in store.node_types}
         self.labels = store.labels().astype(np.float32)
@@ -177,6 +190,7 @@ def make_loader(
     relations: Sequence[str] | None = None,
     drop_features: Sequence[str] = (),
     cache_bytes: int = DEFAULT_CACHE_BYTES,
+    raw_read: str = "auto",
     seeds: np.ndarray | Sequence[int] | None = None,
     **loader_kwargs,
 ) -> NodeLoader:
@@ -186,7 +200,8 @@ def make_loader(
     sampler = GraphStoreSampler(gs, fanouts, seed=seed, relations=relations)
     node_types = ["video"] + sorted({r["head"] for r in gs.meta["relations"]
                                      if relations is None or r["name"] in relations} - {"video"})
-    feature_store = GraphStoreFeatureStore(gs, node_types=node_types, cache_bytes=cache_bytes, drop_features=drop_features)
+    feature_store = GraphStoreFeatureStore(gs, node_types=node_types, cache_bytes=cache_bytes, drop_features=drop_features,
+                                           raw_read=raw_read)
     graph_store = GraphStoreGraphStore(gs, relations=relations)
     generator = torch.Generator().manual_seed(int(seed))
     return NodeLoader(

@@ -60,6 +60,9 @@ class PretrainConfig:
     max_steps: int | None = None  # cap on optimiser steps per epoch (smoke runs, benches)
     max_eval_batches: int | None = None  # cap on evaluation batches per split (smoke runs)
     num_workers: int = 0
+    # memory for features per process: chunk cache, and memory maps of the raw arrays that fit in it
+    # (larger ones are read with pread); see graphstore.pyg.GraphStoreFeatureStore
+    feature_cache_mb: int = 1024
     seed: int = 0
     embed_fanout: int = 200  # per relation neighbours of layer-wise embedding inference
     embed_chunk: int = 4096  # video nodes per chunk of layer-wise inference

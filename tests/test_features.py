@@ -170,6 +170,31 @@ def test_gather_into_out_buffer(featurized, node_type):
 
 
 @needs_kernel
+@pytest.mark.parametrize("node_type", ["comment", "ctime"])
+def test_pread_gather_matches_mapped(featurized, node_type, tmp_path):
+    path = tmp_path / "x"
+    shutil.copytree(featurized.path / "features" / node_type / "x", path)
+    mapped, pread = FeatureArray(path, raw_read="mmap"), FeatureArray(path, raw_read="pread")
+    n, cr = mapped.shape[0], mapped.chunk_rows
+    rng = np.random.default_rng(6)
+    # random ids, repeats, runs of consecutive ids (one pread each) and a run across a chunk boundary
+    ids = np.concatenate([rng.integers(0, n, 300), [5, 5, 5], np.arange(cr - 3, cr + 4), np.arange(0, min(n, 150))])
+    for dtype in (None, np.float32):
+        for threads in (1, 2):
+            np.testing.assert_array_equal(pread.gather(ids, dtype=dtype, num_threads=threads), mapped.gather(ids, dtype=dtype))
+    assert pread._chunk_fds is not None and pread._maps is None  # pread really served them
+    want = mapped.gather(ids)
+    del mapped, pread
+    (path / "c" / "1" / "0").unlink()  # an absent chunk reads as the fill value
+    got = FeatureArray(path, raw_read="pread").gather(ids)
+    missing = ids // cr == 1
+    np.testing.assert_array_equal(got[~missing], want[~missing])
+    assert missing.any() and not got[missing].any()
+    with pytest.raises(UserError, match="raw_read"):
+        FeatureArray(path, raw_read="mmapp")
+
+
+@needs_kernel
 def test_kernel_gather_in_forked_child_after_threads(featurized):
     arr = featurized.features("comment")
     ids = np.random.default_rng(2).integers(0, arr.shape[0], (1 << 18) // (4 * arr.shape[1]) + 1)

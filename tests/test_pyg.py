@@ -8,6 +8,7 @@ import torch
 from torch_geometric.nn import HeteroConv, SAGEConv
 
 from graphstore.build import build_store
+from graphstore.errors import UserError
 from graphstore.features import featurize_store
 from graphstore.pyg import make_loader
 from graphstore.store import GraphStore
@@ -71,6 +72,24 @@ def test_shared_output_buffer():
     x.numpy()[...] = 1.5  # the NumPy view writes into the shared storage
     assert torch.equal(x, torch.full((3, 4), 1.5))
     assert _shared_float32((0, 4)).shape == (0, 4)
+
+
+def test_raw_arrays_mapped_within_the_budget_read_with_pread_past_it(pyg_store):
+    from graphstore.features import array as array_module
+
+    kw = dict(split="train", fanouts=[4, 4], batch_size=16, shuffle=False, seed=3)
+    roomy = make_loader(pyg_store, cache_bytes=1 << 30, **kw)
+    assert set(roomy.data[0].raw_read.values()) == {"mmap"}
+    if array_module._gather_cpp is None:
+        return
+    tight = make_loader(pyg_store, cache_bytes=64 << 10, **kw)  # only the small raw arrays fit
+    modes = tight.data[0].raw_read
+    assert modes["comment"] == "pread" and modes["likes"] == "mmap"
+    for a, b in zip(roomy, tight):
+        for t in a.node_types:
+            assert torch.equal(a[t].x, b[t].x)
+    with pytest.raises(UserError, match="raw_read"):
+        make_loader(pyg_store, raw_read="fast")
 
 
 def test_relations_and_drop_features(pyg_store):

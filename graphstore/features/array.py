@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import mmap
 import os
 import weakref
 from dataclasses import dataclass
@@ -18,6 +19,10 @@ except ImportError:  # the extension is optional: NumPy fancy indexing is the fa
     _gather_cpp = None
 
 DEFAULT_CACHE_BYTES = 64 << 20
+# raw arrays: 'mmap' maps the chunk files (fastest; the pages a process touches count in its RSS, and
+# the kernel's fault-around maps up to 64 KiB around each), 'pread' reads rows with pread() (RSS stays
+# flat however much is read; needs the C++ kernel, else the chunk cache serves the array)
+RAW_READS = ("mmap", "pread")
 MAX_MAPPED_CHUNKS = 4096  # per array, far below the kernel's default limit of 65,530 mappings per process
 
 
@@ -58,10 +63,41 @@ def read_layout(array_dir: Path) -> ChunkLayout:
 
 
 class _ChunkMaps(list):
-    """One process's memory maps of an array's chunks (a list, so that it can be weakly referenced)."""
+    """One process's memory maps of an array's chunks (a list, so that it can be weakly referenced).
+
+    Items are the chunks as arrays over `mmaps[c]` (a file map), or fill-value arrays for absent chunks.
+    """
+
+    def __init__(self, n_chunks: int):
+        super().__init__([None] * n_chunks)
+        self.mmaps: list[mmap.mmap] = []
 
 
 _MAPS: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+
+
+def _open_chunks(arr: "FeatureArray", n_chunks: int) -> np.ndarray:
+    """File descriptors of an array's chunk files (-1: absent), closed when `arr` is collected."""
+    expected = arr.chunk_rows * arr.layout.row_bytes
+    fds = np.full(n_chunks, -1, np.int64)
+    weakref.finalize(arr, _close_fds, fds)
+    for c in range(n_chunks):
+        path = arr._chunk_file(c)
+        if path.is_file():
+            fds[c] = os.open(path, os.O_RDONLY)
+            size = os.fstat(int(fds[c])).st_size
+            if size != expected:
+                raise UserError(f"{path}: chunk has {size} bytes, expected {expected}")
+    arr._fill_row = np.full(arr.shape[1], arr.layout.fill_value, dtype=arr.dtype).view(np.uint8)
+    return fds
+
+
+def _close_fds(fds: np.ndarray) -> None:
+    for fd in fds[fds >= 0]:
+        try:
+            os.close(int(fd))
+        except OSError:
+            pass
 
 
 def _shared_maps(path: Path, n_chunks: int) -> _ChunkMaps:
@@ -75,7 +111,7 @@ def _shared_maps(path: Path, n_chunks: int) -> _ChunkMaps:
     key = (str(path.resolve()), os.getpid(), st.st_ino, st.st_mtime_ns)
     maps = _MAPS.get(key)
     if maps is None or len(maps) != n_chunks:
-        maps = _ChunkMaps([None] * n_chunks)
+        maps = _ChunkMaps(n_chunks)
         _MAPS[key] = maps
     return maps
 
@@ -84,7 +120,9 @@ class FeatureArray:
     """Row gather over `features/<type>/<name>`.
 
     Raw chunks are memory-mapped (one set of maps per array and process) and copied row by row by
-    the C++ kernel (NumPy when it is not built; the page cache is the cache). Compressed chunks are
+    the C++ kernel (NumPy when it is not built; the page cache is the cache), or with
+    raw_read="pread" read row by row (runs of consecutive ids at once) so that no page is mapped
+    into the process and its RSS stays flat however much is read. Compressed chunks are
     read once per gather, grouped by chunk, and hot ones stay in a byte-bounded cache (SIEVE by
     default) laid out as one slab [slots, chunk_rows, dim], so hits are one vectorised fancy index.
     Maps, file handles, cache and slab are created lazily and re-created after a fork, so one object
@@ -92,7 +130,7 @@ class FeatureArray:
     """
 
     def __init__(self, array_dir: str | Path, cache_bytes: int = DEFAULT_CACHE_BYTES, policy: str = "sieve",
-                 map_raw: bool | None = None, kernel: bool = True):
+                 map_raw: bool | None = None, kernel: bool = True, raw_read: str = "mmap"):
         self.path = Path(array_dir)
         if not (self.path / "zarr.json").is_file():
             raise UserError(f"{self.path}: no feature array (run `graphstore featurize`)")
@@ -102,6 +140,9 @@ class FeatureArray:
         self.cache_bytes, self.policy, self.map_raw = int(cache_bytes), policy, map_raw
         # the C++ kernel serves raw memory-mapped arrays; kernel=False keeps the NumPy path (benchmarks)
         self.kernel = bool(kernel) and _gather_cpp is not None
+        if raw_read not in RAW_READS:
+            raise UserError(f"raw_read must be one of {RAW_READS}, got {raw_read!r}")
+        self.raw_read = raw_read
         self._pid = -1
         self.stats = {"hits": 0, "misses": 0, "bytes_read": 0}
 
@@ -143,12 +184,17 @@ class FeatureArray:
         if ids.size and (ids.min() < 0 or ids.max() >= n):
             raise UserError(f"{self.path}: row ids must lie in 0..{n - 1}")
         self._ensure_open()
-        if self._bases is not None and (out_dtype == self.dtype or
-                                        (out_dtype == np.float32 and self.dtype == np.float16)):
+        kernel_dtype = out_dtype == self.dtype or (out_dtype == np.float32 and self.dtype == np.float16)
+        if kernel_dtype and (self._bases is not None or self._chunk_fds is not None):
             out = np.empty((ids.shape[0], dim), dtype=out_dtype) if out is None else out
             threads = int(num_threads or _gather_cpp.max_threads())
-            _gather_cpp.gather_rows(self._bases, self.chunk_rows, dim, self.dtype.itemsize, ids, out,
-                                    int(out_dtype != self.dtype), threads)
+            convert = int(out_dtype != self.dtype)
+            if self._bases is not None:
+                _gather_cpp.gather_rows(self._bases, self.chunk_rows, dim, self.dtype.itemsize, ids, out,
+                                        convert, threads)
+            else:
+                _gather_cpp.gather_rows_pread(self._chunk_fds, self.chunk_rows, dim, self.dtype.itemsize, ids, out,
+                                              convert, threads, self._fill_row)
             return out
         rows = self._widen(self._gather_stored(ids), out_dtype)
         if out is None:
@@ -248,7 +294,14 @@ class FeatureArray:
             path = self._chunk_file(c)
             shape = (self.chunk_rows, self.shape[1])
             if path.is_file():
-                mm = np.memmap(path, dtype=self.dtype, mode="r", shape=shape)
+                expected = self.chunk_rows * self.layout.row_bytes
+                with open(path, "rb") as f:
+                    size = os.fstat(f.fileno()).st_size
+                    if size != expected:
+                        raise UserError(f"{path}: chunk has {size} bytes, expected {expected}")
+                    fmap = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+                self._maps.mmaps.append(fmap)
+                mm = np.frombuffer(fmap, dtype=self.dtype).reshape(shape)
             else:
                 mm = np.full(shape, self.layout.fill_value, dtype=self.dtype)
             self._maps[c] = mm
@@ -274,6 +327,10 @@ class FeatureArray:
             map_raw = chunk_bytes >= (1 << 20) or (self.kernel and n_chunks <= MAX_MAPPED_CHUNKS)
         else:
             map_raw = self.map_raw
+        self._chunk_fds = None
+        if self.layout.codec == "raw" and self.raw_read == "pread" and self.kernel:
+            self._chunk_fds = _open_chunks(self, n_chunks)
+            map_raw, capacity = False, 0
         self._maps = _shared_maps(self.path, n_chunks) if self.layout.codec == "raw" and map_raw else None
         self._bases = None
         if self._maps is not None:

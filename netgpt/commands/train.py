@@ -23,6 +23,9 @@ def add_pretrain_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--d-g", type=int, help="override the hidden width d_g")
     p.add_argument("--fanouts", type=int, nargs="+", help="override the per-relation fanout of each hop")
     p.add_argument("--num-workers", type=int, help="loader worker processes")
+    p.add_argument("--feature-cache-mb", type=int,
+                   help="feature memory per process (default 1024): chunk cache plus memory-mapped raw arrays "
+                        "that fit; larger arrays are read with pread (raise it to map everything)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-video-features", action="store_true", help="ablation: zero the video features")
     p.add_argument("--relations-exclude", nargs="+", metavar="GROUP", choices=sorted(RELATION_GROUPS),
@@ -36,7 +39,7 @@ def config_from_args(args: argparse.Namespace, **extra):
 
     over = dict(epochs=args.epochs, max_steps=args.max_steps, max_eval_batches=args.max_eval_batches,
                 batch_size=args.batch_size, d_g=args.d_g, fanouts=args.fanouts, num_workers=args.num_workers,
-                seed=args.seed, no_video_features=args.no_video_features or None,
+                feature_cache_mb=args.feature_cache_mb, seed=args.seed, no_video_features=args.no_video_features or None,
                 **exclusion_overrides(args.relations_exclude), **extra)
     return preset(args.preset, **over)
 
