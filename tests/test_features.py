@@ -183,8 +183,11 @@ def test_pread_gather_matches_mapped(featurized, node_type, tmp_path):
         for threads in (1, 2):
             np.testing.assert_array_equal(pread.gather(ids, dtype=dtype, num_threads=threads), mapped.gather(ids, dtype=dtype))
     assert pread._chunk_fds is not None and pread._maps is None  # pread really served them
+    no_kernel = FeatureArray(path, raw_read="pread", kernel=False)  # the fallback maps nothing either
+    np.testing.assert_array_equal(no_kernel.gather(ids), mapped.gather(ids))
+    assert no_kernel._maps is None
     want = mapped.gather(ids)
-    del mapped, pread
+    del mapped, pread, no_kernel
     (path / "c" / "1" / "0").unlink()  # an absent chunk reads as the fill value
     got = FeatureArray(path, raw_read="pread").gather(ids)
     missing = ids // cr == 1

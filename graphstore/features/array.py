@@ -76,6 +76,16 @@ class _ChunkMaps(list):
 _MAPS: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
 
 
+def _open_raw_chunk(path: Path, expected: int) -> int:
+    """A read-only descriptor of a raw chunk file, after checking it holds `expected` bytes."""
+    fd = os.open(path, os.O_RDONLY)
+    size = os.fstat(fd).st_size
+    if size != expected:
+        os.close(fd)
+        raise UserError(f"{path}: chunk has {size} bytes, expected {expected}")
+    return fd
+
+
 def _open_chunks(arr: "FeatureArray", n_chunks: int) -> np.ndarray:
     """File descriptors of an array's chunk files (-1: absent), closed when `arr` is collected."""
     expected = arr.chunk_rows * arr.layout.row_bytes
@@ -84,11 +94,7 @@ def _open_chunks(arr: "FeatureArray", n_chunks: int) -> np.ndarray:
     for c in range(n_chunks):
         path = arr._chunk_file(c)
         if path.is_file():
-            fds[c] = os.open(path, os.O_RDONLY)
-            size = os.fstat(int(fds[c])).st_size
-            if size != expected:
-                raise UserError(f"{path}: chunk has {size} bytes, expected {expected}")
-    arr._fill_row = np.full(arr.shape[1], arr.layout.fill_value, dtype=arr.dtype).view(np.uint8)
+            fds[c] = _open_raw_chunk(path, expected)
     return fds
 
 
@@ -294,12 +300,11 @@ class FeatureArray:
             path = self._chunk_file(c)
             shape = (self.chunk_rows, self.shape[1])
             if path.is_file():
-                expected = self.chunk_rows * self.layout.row_bytes
-                with open(path, "rb") as f:
-                    size = os.fstat(f.fileno()).st_size
-                    if size != expected:
-                        raise UserError(f"{path}: chunk has {size} bytes, expected {expected}")
-                    fmap = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+                fd = _open_raw_chunk(path, self.chunk_rows * self.layout.row_bytes)
+                try:
+                    fmap = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
+                finally:
+                    os.close(fd)  # the map keeps its own reference to the file
                 self._maps.mmaps.append(fmap)
                 mm = np.frombuffer(fmap, dtype=self.dtype).reshape(shape)
             else:
@@ -328,9 +333,12 @@ class FeatureArray:
         else:
             map_raw = self.map_raw
         self._chunk_fds = None
-        if self.layout.codec == "raw" and self.raw_read == "pread" and self.kernel:
-            self._chunk_fds = _open_chunks(self, n_chunks)
-            map_raw, capacity = False, 0
+        if self.layout.codec == "raw" and self.raw_read == "pread":
+            map_raw = False  # nothing mapped: the kernel's pread reader, else reads through the chunk cache
+            if self.kernel:
+                self._chunk_fds = _open_chunks(self, n_chunks)
+                self._fill_row = np.full(self.shape[1], self.layout.fill_value, dtype=self.dtype).view(np.uint8)
+                capacity = 0
         self._maps = _shared_maps(self.path, n_chunks) if self.layout.codec == "raw" and map_raw else None
         self._bases = None
         if self._maps is not None:
