@@ -19,6 +19,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--text-dim", type=int, default=256, help="dimension of the hash text encoder")
     p.add_argument("--video-features", default=None, help="precomputed video features (.npy directory or matrix)")
     p.add_argument("--dtype", default="float16", choices=("float16", "float32"), help="feature dtype")
+    p.add_argument("--time-encoding", choices=("multiscale", "paper"), default="multiscale",
+                   help="time features: hours to months (default), or the paper's (time of day only)")
     p.add_argument("--memory-limit", default="3GB", help="DuckDB memory limit for the staging work")
     p.add_argument("--threads", type=int, default=None, help="DuckDB threads (default: all cores)")
     p.set_defaults(func=run)
@@ -30,7 +32,8 @@ def run(args: argparse.Namespace) -> int:
 
     started = time.time()
     features = {"text_encoder": args.text_encoder, "text_dim": args.text_dim,
-                "video_features": args.video_features, "dtype": args.dtype}
+                "video_features": args.video_features, "dtype": args.dtype,
+                "time_encoding": args.time_encoding}
     path = build_store(args.input, args.out, overwrite=args.overwrite, cutoff=args.cutoff, val_days=args.val_days,
                        featurize=not args.no_features, feature_options=features, memory_limit=args.memory_limit,
                        threads=args.threads)

@@ -14,6 +14,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--video-dim", type=int, default=None, help="video feature dimension (default: from the vectors)")
     p.add_argument("--dtype", default="float16", choices=("float16", "float32"), help="feature dtype")
     p.add_argument("--codec", default="auto", choices=("auto", "none", "lz4", "zstd"), help="chunk compression")
+    p.add_argument("--time-encoding", choices=("multiscale", "paper"), default=None,
+                   help="time features: 'multiscale' (hours to months; the default for new stores) or 'paper' "
+                        "(the reference 512-d encoding, time of day only); naming another than the store's "
+                        "re-encodes the time arrays (default: keep the store's)")
     p.add_argument("--types", default=None, help="comma-separated node types (default: all)")
     p.add_argument("--overwrite", action="store_true", help="re-encode features that exist with other settings")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -29,7 +33,8 @@ def run(args: argparse.Namespace) -> int:
     meta = featurize_store(store.path, text_encoder=args.text_encoder, text_dim=args.text_dim,
                            video_features=args.video_features, dtype=args.dtype, progress=not args.no_progress,
                            video_dim=args.video_dim, codec=args.codec, overwrite=args.overwrite,
-                           node_types=args.types.split(",") if args.types else None)
+                           node_types=args.types.split(",") if args.types else None,
+                           time_encoding=args.time_encoding)
     print(f"featurized {store.path} in {time.time() - started:.1f} s: "
           + ", ".join(f"{t} {m['dim']}-d {m['codec']}" for t, m in meta.items()))
     return 0

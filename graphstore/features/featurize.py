@@ -13,7 +13,8 @@ from zarr.codecs import BloscCodec, BloscShuffle
 
 from graphstore.errors import UserError
 from graphstore.zarr_io import array_checksum
-from graphstore.features.encoders import TIME_DIM, log_count_encoding, time_encoding
+from graphstore.features.encoders import DEFAULT_TIME_ENCODING, TIME_ENCODINGS, log_count_encoding, time_dim, time_encoding
+from graphstore.features.sample import sample_feature_names, sample_features
 from graphstore.features.text import HASH_DIM, TextEncoder, make_text_encoder
 from graphstore.features.video import load_video_features
 
@@ -84,8 +85,28 @@ def _codec_for(codec: str, sample: np.ndarray, total_bytes: int = 0) -> list:
     return _codec_for("lz4", sample) if len(packed) * 4 <= len(raw) else []
 
 
+def _with_sample_features(job: FeatureJob, path: Path) -> FeatureJob:
+    """The video job with the per-sample numeric features appended to its (visual) columns."""
+    from graphstore.store import GraphStore
+
+    extra = sample_features(GraphStore.open(path))
+    visual = job.encode
+
+    def encode(lo: int, hi: int) -> np.ndarray:
+        return np.concatenate([np.asarray(visual(lo, hi), dtype=np.float64), extra[lo:hi]], axis=1)
+
+    return FeatureJob(job.node_type, job.rows, job.dim + extra.shape[1], f"{job.source}+sample:v1", encode)
+
+
+def video_parts(info: dict) -> dict[str, list[int]]:
+    """Column ranges [lo, hi) of the video matrix: 'visual' and (stores featurized since v1) 'sample'."""
+    if "parts" in info:
+        return {k: list(v) for k, v in info["parts"].items()}
+    return {"visual": [0, int(info["dim"])]}
+
+
 def _jobs(root: zarr.Group, path: Path, meta: dict, text: TextEncoder, video_features: str | None,
-          video_dim: int | None) -> list[FeatureJob]:
+          video_dim: int | None, time_scheme: str) -> list[FeatureJob]:
     import pyarrow.parquet as pq
 
     n = {t: int(c) for t, c in meta["node_types"].items()}
@@ -103,7 +124,8 @@ def _jobs(root: zarr.Group, path: Path, meta: dict, text: TextEncoder, video_fea
     for t, c in TIME_TYPES.items():
         if t in n:
             secs = col(c)
-            jobs.append(FeatureJob(t, n[t], TIME_DIM, f"sinusoidal:{c}", lambda lo, hi, s=secs: time_encoding(s[lo:hi])))
+            jobs.append(FeatureJob(t, n[t], time_dim(time_scheme), f"time-{time_scheme}:{c}",
+                                   lambda lo, hi, s=secs: time_encoding(s[lo:hi], scheme=time_scheme)))
     for t, (c, m) in COUNT_TYPES.items():
         if t in n:
             vals = col(c).astype(np.float64)
@@ -129,10 +151,12 @@ def _jobs(root: zarr.Group, path: Path, meta: dict, text: TextEncoder, video_fea
         cts = ct.column("timestamp").to_numpy(zero_copy_only=False).astype(np.float64)
 
         def comment(lo: int, hi: int) -> np.ndarray:
-            return np.concatenate([text.encode([x or "" for x in ctext[lo:hi]]), time_encoding(cts[lo:hi])], axis=1)
+            return np.concatenate([text.encode([x or "" for x in ctext[lo:hi]]),
+                                   time_encoding(cts[lo:hi], scheme=time_scheme)], axis=1)
 
-        jobs.append(FeatureJob("comment", n["comment"], text.dim + TIME_DIM, f"text:{text.name}+sinusoidal:timestamp", comment))
-    return jobs
+        jobs.append(FeatureJob("comment", n["comment"], text.dim + time_dim(time_scheme),
+                               f"text:{text.name}+time-{time_scheme}:timestamp", comment))
+    return [_with_sample_features(j, path) if j.node_type == "video" else j for j in jobs]
 
 
 def featurize_store(
@@ -151,10 +175,13 @@ def featurize_store(
     node_types: Sequence[str] | None = None,
     text_kwargs: dict[str, Any] | None = None,
     stop_after_rows: int | None = None,
+    time_encoding: str | None = None,
 ) -> dict[str, dict]:
     """Write `features/<type>/x` for every node type; resumes a partial run with the same settings.
 
     Returns the `features` metadata document, also stored in the store's metadata.
+    `time_encoding` ('multiscale' or 'paper'; None: the store's current one, else multiscale) picks the
+    time features; naming another than the store's re-encodes the time-derived arrays.
     `stop_after_rows` (tests) stops after writing that many rows in total, as an interruption would.
     """
     path = Path(store_path)
@@ -171,17 +198,28 @@ def featurize_store(
     unknown = sorted(set(node_types or ()) - set(meta["node_types"]))
     if unknown:
         raise UserError(f"unknown node type(s) {unknown}; the store has {list(meta['node_types'])}")
+    scheme = time_encoding or meta.get("time_encoding") or DEFAULT_TIME_ENCODING
+    if scheme not in TIME_ENCODINGS:
+        raise UserError(f"--time-encoding must be one of {', '.join(TIME_ENCODINGS)}, got {scheme!r}")
+    reencode = {"time", "ctime", "comment"} if time_encoding and time_encoding != meta.get("time_encoding") else set()
     text = make_text_encoder(text_encoder, dim=text_dim, **(text_kwargs or {}))
-    jobs = [j for j in _jobs(root, path, meta, text, video_features, video_dim) if not node_types or j.node_type in node_types]
+    jobs = [j for j in _jobs(root, path, meta, text, video_features, video_dim, scheme)
+            if not node_types or j.node_type in node_types]
+    meta["time_encoding"] = scheme
     fgroup = root.require_group("features")
     done_meta: dict[str, dict] = dict(meta.get("features", {}))
     budget = [stop_after_rows]
     bar = _progress_bar(sum(j.rows for j in jobs), progress)
     try:
         for job in jobs:
-            info = _write_job(fgroup, job, dtype, codec, chunk_bytes, raw_chunk_bytes, overwrite, bar, budget)
+            info = _write_job(fgroup, job, dtype, codec, chunk_bytes, raw_chunk_bytes,
+                              overwrite or job.node_type in reencode, bar, budget)
             if info is None:
                 return done_meta  # interrupted on purpose (stop_after_rows)
+            if job.node_type == "video":
+                visual = job.dim - len(sample_feature_names())
+                info.update(parts={"visual": [0, visual], "sample": [visual, job.dim]},
+                            sample_columns=sample_feature_names())
             done_meta[job.node_type] = info
             meta["features"] = done_meta
             root.attrs["graphstore"] = meta
