@@ -1,5 +1,7 @@
-"""`netgpt baselines`: GCN, HAN, HGT and RGCN on the same loader, head and loss; LightGBM on
-tabular per-sample features; predict-the-train-mean. One Markdown table on the test split."""
+"""`netgpt baselines`: the graph models (default SAGE, the paper's RGCN, GCN, HAN, HGT) on the same loader,
+head and loss; LightGBM on the sample's own features, with its author's history, and with the stage-1
+video embedding (graph + tabular); predict-the-train-mean. Over several seeds: mean and std per model
+in one Markdown table on the test split."""
 from __future__ import annotations
 
 import json
@@ -8,15 +10,20 @@ from pathlib import Path
 import numpy as np
 
 from graphstore.atomic import write_text
+from graphstore.schema import COUNT_FIELDS
 from graphstore.store import GraphStore
 
 from .config import PretrainConfig
 from .metrics import regression_metrics
 
-GRAPH_MODELS = ("gcn", "han", "hgt", "rgcn")
-ALL_MODELS = (*GRAPH_MODELS, "lightgbm", "train_mean")
-COUNTS = ("fans", "likes", "views", "shares", "collects", "comment_count")
+GRAPH_MODELS = ("sage", "rgcn", "gcn", "han", "hgt")
+TABULAR_MODELS = ("lightgbm_own", "lightgbm", "lightgbm_graph", "train_mean")
+ALL_MODELS = (*GRAPH_MODELS, *TABULAR_MODELS)
+DEFAULT_MODELS = ("sage", "rgcn", "lightgbm_own", "lightgbm", "lightgbm_graph", "train_mean")
+COUNTS = COUNT_FIELDS
 DAY = 86400.0
+# The sample's own features (what a model that sees no graph knows).
+OWN_FEATURES = ("fans", "likes", "views", "shares", "collects", "comment_count", "age_days", "platform", "duration")
 
 
 def tabular_features(store: GraphStore) -> tuple[np.ndarray, list[str]]:
@@ -59,21 +66,50 @@ def tabular_features(store: GraphStore) -> tuple[np.ndarray, list[str]]:
     return np.stack([feats[k] for k in names], axis=1).astype(np.float32), names
 
 
-def run_lightgbm(store: GraphStore, seed: int = 0, num_rounds: int = 300) -> dict:
-    """Gradient-boosted trees (L1-ish Huber objective) with early stopping on val; test metrics."""
+def fit_lightgbm(x: np.ndarray, names: list[str], store: GraphStore, seed: int = 0,
+                 num_rounds: int = 1000) -> np.ndarray:
+    """Gradient-boosted trees (Huber objective) trained on train, stopped on val; predictions for every row."""
     import lightgbm as lgb
 
-    x, names = tabular_features(store)
     y = store.labels().astype(np.float64)
-    tr, va, te = (store.split(s) for s in ("train", "val", "test"))
-    params = {"objective": "huber", "alpha": 1.0, "learning_rate": 0.05, "num_leaves": 31, "min_data_in_leaf": 5,
+    tr, va = store.split("train"), store.split("val")
+    params = {"objective": "huber", "alpha": 1.0, "learning_rate": 0.05, "num_leaves": 31, "min_data_in_leaf": 20,
+              "feature_fraction": 0.8, "bagging_fraction": 0.8, "bagging_freq": 1,
               "seed": seed, "deterministic": True, "num_threads": 2, "verbose": -1}
-    dtrain = lgb.Dataset(x[tr], y[tr], feature_name=names, categorical_feature=["platform"])
+    cat = ["platform"] if "platform" in names else []
+    dtrain = lgb.Dataset(x[tr], y[tr], feature_name=names, categorical_feature=cat)
     valid = [lgb.Dataset(x[va], y[va], reference=dtrain)] if va.size else []
-    callbacks = [lgb.early_stopping(30, verbose=False)] if va.size else []
+    callbacks = [lgb.early_stopping(50, verbose=False)] if va.size else []
     booster = lgb.train(params, dtrain, num_boost_round=num_rounds, valid_sets=valid, callbacks=callbacks)
-    pred = np.clip(booster.predict(x[te], num_iteration=booster.best_iteration or None), 0, 9)
-    return regression_metrics(y[te], pred)
+    return np.clip(booster.predict(x, num_iteration=booster.best_iteration or None), 0, 9)
+
+
+def tabular_metrics(x: np.ndarray, names: list[str], store: GraphStore, seed: int = 0) -> dict:
+    """Test metrics of LightGBM on the given feature matrix."""
+    pred = fit_lightgbm(x, names, store, seed)
+    te = store.split("test")
+    return regression_metrics(store.labels()[te].astype(np.float64), pred[te])
+
+
+def run_lightgbm(store: GraphStore, seed: int = 0, own_only: bool = False,
+                 embedding: np.ndarray | None = None) -> dict:
+    """LightGBM on the tabular features (own only, or with the author's history), plus an embedding."""
+    x, names = tabular_features(store)
+    if own_only:
+        keep = [names.index(c) for c in OWN_FEATURES]
+        x, names = x[:, keep], [names[i] for i in keep]
+    if embedding is not None:
+        x = np.concatenate([x, embedding.astype(np.float32)], axis=1)
+        names = names + [f"emb_{i}" for i in range(embedding.shape[1])]
+    return tabular_metrics(x, names, store, seed)
+
+
+def stage1_embeddings(run_dir: Path, store: GraphStore, progress: bool = True) -> np.ndarray:
+    """Embeddings of every video from a finished stage-1 run's best model, in memory (the store is not written)."""
+    from .embed import embed_videos, load_best
+
+    model, cfg, _ = load_best(run_dir, store)
+    return embed_videos(model, store, cfg, progress=progress)
 
 
 def run_train_mean(store: GraphStore) -> dict:
@@ -85,33 +121,75 @@ def run_train_mean(store: GraphStore) -> dict:
 
 
 def markdown_table(results: dict[str, dict]) -> str:
-    """One Markdown table of ACC/MSE/MAE per model."""
-    lines = ["| model | n | ACC | MSE | MAE |", "|---|---|---|---|---|"]
-    lines += [f"| {m} | {r['n']} | {r['acc']:.4f} | {r['mse']:.4f} | {r['mae']:.4f} |" for m, r in results.items()]
+    """One Markdown table of ACC/MSE/MAE per model (mean ± std when there are several seeds)."""
+    many = any("acc_std" in r for r in results.values())
+    lines = ["| model | seeds | n | ACC | MSE | MAE |", "|---|---|---|---|---|---|"]
+    for m, r in results.items():
+        cell = (lambda k: f"{r[k]:.4f} ± {r[k + '_std']:.4f}") if many else (lambda k: f"{r[k]:.4f}")
+        lines.append(f"| {m} | {r.get('seeds', 1)} | {r['n']} | {cell('acc')} | {cell('mse')} | {cell('mae')} |")
     return "\n".join(lines) + "\n"
 
 
-def run_baselines(out_dir: str | Path, store_path: str | Path, cfg: PretrainConfig, *,
-                  models: tuple[str, ...] = ALL_MODELS, progress: bool = True) -> dict[str, dict]:
-    """Train/evaluate every model; write OUT/baselines.{json,md}; return {model: test metrics}."""
-    from dataclasses import replace
+def summarise(per_seed: list[dict]) -> dict:
+    """Mean and (population) std over seeds of acc/mse/mae."""
+    out = {"n": per_seed[0]["n"], "seeds": len(per_seed)}
+    for k in ("acc", "mse", "mae"):
+        v = np.array([r[k] for r in per_seed], dtype=np.float64)
+        out[k], out[f"{k}_std"] = float(v.mean()), float(v.std())
+    return out
 
+
+def run_baselines(out_dir: str | Path, store_path: str | Path, cfg: PretrainConfig, *,
+                  models: tuple[str, ...] = DEFAULT_MODELS, seeds: tuple[int, ...] = (0,),
+                  progress: bool = True) -> dict[str, dict]:
+    """Train/evaluate every model for every seed; write OUT/baselines.{json,md}; return {model: summary}.
+
+    Graph models use their own preset (sage: `default`, rgcn: `cpu` unless the given config is an rgcn
+    one) with cfg's budget overrides; lightgbm_graph reads the sage run of the same seed."""
     from .train_gnn import run_pretrain
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     store = GraphStore.open(store_path)
-    results: dict[str, dict] = {}
-    for m in models:
-        if m in GRAPH_MODELS:
-            res = run_pretrain(out_dir / m, store_path, replace(cfg, model=m), progress=progress)
-            results[m] = res["test"]
-        elif m == "lightgbm":
-            results[m] = run_lightgbm(store, cfg.seed)
-        elif m == "train_mean":
-            results[m] = run_train_mean(store)
-        else:
-            raise ValueError(f"unknown baseline {m!r}")
-    for suffix, text in ((".json", json.dumps(results, indent=2)), (".md", markdown_table(results))):
+    per_model: dict[str, list[dict]] = {m: [] for m in models}
+    for seed in seeds:
+        for m in models:
+            run_dir = out_dir / f"{m}_seed{seed}"
+            if m in GRAPH_MODELS:
+                res = run_pretrain(run_dir, store_path, graph_config(cfg, m, seed), progress=progress)
+                per_model[m].append(res["test"])
+            elif m == "lightgbm_graph":
+                sage_dir = out_dir / f"sage_seed{seed}"
+                if not (sage_dir / "pretrain" / "best.pt").is_file():
+                    run_pretrain(sage_dir, store_path, graph_config(cfg, "sage", seed), progress=progress)
+                emb = stage1_embeddings(sage_dir, store, progress=progress)
+                per_model[m].append(run_lightgbm(store, seed, embedding=emb))
+            elif m in ("lightgbm", "lightgbm_own"):
+                per_model[m].append(run_lightgbm(store, seed, own_only=m == "lightgbm_own"))
+            elif m == "train_mean":
+                per_model[m].append(run_train_mean(store))
+            else:
+                raise ValueError(f"unknown baseline {m!r}")
+    results = {m: summarise(r) if len(seeds) > 1 else r[0] for m, r in per_model.items()}
+    raw = {"seeds": list(seeds), "summary": results, "per_seed": per_model}
+    for suffix, text in ((".json", json.dumps(raw, indent=2)), (".md", markdown_table(results))):
         write_text(out_dir / f"baselines{suffix}", text)
     return results
+
+
+# The preset each graph model is trained with when the given config is another model's.
+PRESET_OF = {"sage": "default", "rgcn": "cpu", "gcn": "cpu", "han": "cpu", "hgt": "cpu"}
+
+
+def graph_config(cfg: PretrainConfig, model: str, seed: int) -> PretrainConfig:
+    """The config of graph model `model` at `seed`: cfg itself for its own model, else the model's
+    preset with cfg's budget caps and ablation switches."""
+    from dataclasses import replace
+
+    from .config import preset
+
+    if cfg.model == model:
+        return replace(cfg, seed=seed)
+    keep = ("max_steps", "max_eval_batches", "num_workers", "feature_cache_mb", "no_video_features",
+            "no_video_video", "no_interaction", "no_comments")
+    return preset(PRESET_OF[model], model=model, seed=seed, **{k: getattr(cfg, k) for k in keep})

@@ -28,21 +28,49 @@ EVAL_SPLITS = ("val", "test")
 EVAL_SEED_OFFSET = 1_000_003  # loader seed of evaluation batches: fixed, distinct from training
 
 
-def build_model(cfg: PretrainConfig, in_dims: dict[str, int], etypes: list[tuple[str, str, str]]) -> torch.nn.Module:
-    """The configured graph model (rgcn, or a baseline gcn/han/hgt)."""
-    if cfg.model == "rgcn":
+def build_model(cfg: PretrainConfig, in_dims: dict[str, int], etypes: list[tuple[str, str, str]],
+                visual_cols: tuple[int, int] | None = None, numeric_cols: tuple[int, int] | None = None) -> torch.nn.Module:
+    """The configured graph model (sage, rgcn, or a baseline gcn/han/hgt) behind its input transform."""
+    from .models.inputs import InputTransform, WithInputs
+
+    transform = InputTransform(in_dims, visual_cols if cfg.no_video_features else None, numeric_cols, cfg.numeric_bins)
+    in_dims = transform.out_dims
+    if cfg.model == "sage":
+        from .models.sage import HeteroSAGE
+
+        inner = HeteroSAGE(in_dims, etypes, cfg.d_g, cfg.num_layers, cfg.dropout, cfg.text_dropout)
+    elif cfg.model == "rgcn":
         from .models.rgcn import HeteroRGCN
 
-        return HeteroRGCN(in_dims, etypes, cfg.d_g, cfg.num_layers, cfg.dropout, cfg.no_video_features)
-    from .models.baselines import build_baseline
+        inner = HeteroRGCN(in_dims, etypes, cfg.d_g, cfg.num_layers, cfg.dropout)
+    else:
+        from .models.baselines import build_baseline
 
-    return build_baseline(cfg, in_dims, etypes)
+        inner = build_baseline(cfg, in_dims, etypes)
+    return WithInputs(transform, inner)
 
 
 def model_for_store(cfg: PretrainConfig, store: GraphStore) -> torch.nn.Module:
     """Build the model for a store's feature widths and relations, seeded by cfg.seed."""
+    from graphstore.features.featurize import video_parts
+
     torch.manual_seed(cfg.seed)
-    return build_model(cfg, input_dims(store, cfg), edge_types(store, cfg))
+    parts = video_parts(store.meta["features"]["video"])
+    numeric = tuple(parts["sample"]) if "sample" in parts else None
+    return build_model(cfg, input_dims(store, cfg), edge_types(store, cfg), tuple(parts["visual"]), numeric)
+
+
+def fit_input_statistics(model: torch.nn.Module, store: GraphStore, cfg: PretrainConfig) -> None:
+    """Set the model's input scaling from the train split (only) when the config asks for it."""
+    from .models.inputs import train_rows, train_statistics
+
+    if cfg.scale_inputs or cfg.numeric_bins:
+        train = store.split("train")
+        stats = train_statistics(store, model.inputs.types, train, cfg.seed) if cfg.scale_inputs else {}
+        lo, hi = model.inputs.numeric_cols
+        numeric = store.features("video").gather(train_rows(train, cfg.seed), dtype=np.float32)[:, lo:hi] \
+            if model.inputs.bins else None
+        model.inputs.set_statistics(stats, numeric)
 
 
 @torch.no_grad()
@@ -66,6 +94,21 @@ def predict_nodes(model: torch.nn.Module, store: GraphStore, nodes: np.ndarray, 
     bar.close()
     cat = lambda parts, dt: np.concatenate(parts).astype(dt) if parts else np.zeros(0, dt)  # noqa: E731
     return tuple(gather_arrays(ctx, cat(out_n, np.int64), cat(out_y, np.float32), cat(out_p, np.float32)))
+
+
+def warmup_cosine(opt: torch.optim.Optimizer, total_steps: int, warmup_ratio: float) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up over warmup_ratio of the steps, then cosine decay to 0 (plain cosine at ratio 0)."""
+    import math
+
+    total = max(1, total_steps)
+    warm = int(round(warmup_ratio * total))
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warm) / max(1, total - warm))))
+
+    return torch.optim.lr_scheduler.LambdaLR(opt, factor)
 
 
 def _rng_state() -> dict:
@@ -118,13 +161,17 @@ def _run(run_dir: Path, store_path: Path, cfg: PretrainConfig, ctx: DistContext,
     val_ids = store.split("val")
     if train_ids.size < ctx.world_size or val_ids.size == 0:
         raise UserError(f"{store_path}: split sizes train={train_ids.size} val={val_ids.size} are too small to train")
-    model = model_for_store(cfg, store).to(ctx.device)
+    model = model_for_store(cfg, store)
+    if not resume:
+        fit_input_statistics(model, store, cfg)
+    model = model.to(ctx.device)
     per_rank = train_ids.size // ctx.world_size
     steps_per_epoch = -(-per_rank // cfg.batch_size)
     if cfg.max_steps is not None:
         steps_per_epoch = min(steps_per_epoch, cfg.max_steps)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, cfg.epochs * steps_per_epoch))
+    opt_cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
+    opt = opt_cls(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = warmup_cosine(opt, cfg.epochs * steps_per_epoch, cfg.warmup_ratio)
     start_epoch, best, bad_epochs = 0, {"value": float("inf"), "epoch": -1}, 0
     if resume:
         ck = torch.load(last_path, map_location=ctx.device, weights_only=False)

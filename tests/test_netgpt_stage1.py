@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import json
-import sys
-import types
 from pathlib import Path
 
 import numpy as np
@@ -18,71 +16,11 @@ TINY = {"d_g": 16, "fanouts": [3, 3], "batch_size": 16, "eval_batch_size": 32, "
         "lr": 1e-2, "embed_fanout": 5}
 
 
-def _real_loader_available() -> bool:
-    try:
-        from graphstore.features import featurize_store  # noqa: F401
-        from graphstore.pyg import make_loader  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-# --- private stand-in for graphstore.pyg / featurize_store (used only until issue 4 lands) -------
-def _standin_featurize(store_path: Path, dim: int = 8, seed: int = 0) -> None:
-    store = GraphStore.open(store_path, mode="r+")
-    rng = np.random.default_rng(seed)
-    level = store.labels().astype(np.float32)
-    for t in store.node_types:
-        x = rng.normal(size=(store.num_nodes(t), dim)).astype(np.float16)
-        if t == "video":  # a learnable signal
-            x[:, 0] = (level - 4.5) / 3
-        arr = store.root.create_array(f"features/{t}/x", shape=x.shape, dtype="float16", chunks=(64, dim), overwrite=True)
-        arr[...] = x
-
-
-def _standin_make_loader(store, split="train", fanouts=(3, 3), batch_size=512, shuffle=True, num_workers=0, seed=0,
-                         relations=None, drop_features=(), seeds=None):
-    from torch_geometric.data import HeteroData
-
-    from graphstore.sampler import NeighborSampler
-
-    ids = store.split(split) if seeds is None else np.asarray(seeds, dtype=np.int64)
-    if shuffle:
-        ids = np.random.default_rng(seed).permutation(ids)
-    sampler = NeighborSampler(store, list(fanouts), seed=seed, relations=relations)
-    feats = {t: store.root[f"features/{t}/x"][...].astype(np.float32) for t in store.node_types}
-    labels = store.labels()
-    for b, start in enumerate(range(0, ids.size, batch_size)):
-        seeds_b = ids[start:start + batch_size]
-        out = sampler.sample(seeds_b, batch=b)
-        data = HeteroData()
-        for t, n in out.node.items():
-            data[t].x = torch.from_numpy(feats[t][n])
-            data[t].n_id = torch.from_numpy(n.astype(np.int64))
-        for et in out.row:
-            data[et].edge_index = torch.from_numpy(np.stack([out.row[et], out.col[et]]).astype(np.int64))
-        data["video"].y = torch.from_numpy(labels[out.node["video"]].astype(np.int64))
-        data["video"].batch_size = int(seeds_b.size)
-        yield data
-
-
 @pytest.fixture(scope="session")
 def tiny_store(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("stage1")
     src = write_xsvideo(tmp / "xs.json", make_records(120, seed=3))
-    real = _real_loader_available()
-    path = build_store(src, tmp / "store", featurize=real, progress=False, cutoff="2024-11-20", val_days=6)
-    if not real:
-        _standin_featurize(path)
-    return path
-
-
-@pytest.fixture(autouse=True)
-def loader(monkeypatch):
-    if not _real_loader_available():
-        mod = types.ModuleType("graphstore.pyg")
-        mod.make_loader = _standin_make_loader
-        monkeypatch.setitem(sys.modules, "graphstore.pyg", mod)
+    return build_store(src, tmp / "store", featurize=True, progress=False, cutoff="2024-11-20", val_days=6)
 
 
 def _cfg(**kw):
@@ -110,15 +48,9 @@ TRAIN_ARGS = ["--preset", "cpu", "--d-g", "16", "--fanouts", "3", "3", "--batch-
 @pytest.fixture(scope="session")
 def trained_run(tiny_store, tmp_path_factory) -> Path:
     """A 2-epoch, 2-steps-per-epoch run through the `netgpt train` command."""
-    mp = pytest.MonkeyPatch()
-    if not _real_loader_available():
-        mod = types.ModuleType("graphstore.pyg")
-        mod.make_loader = _standin_make_loader
-        mp.setitem(sys.modules, "graphstore.pyg", mod)
     run = tmp_path_factory.mktemp("runs") / "tiny_run"
     args = _parse(["train", "--store", str(tiny_store), "--out", str(run), *TRAIN_ARGS])
     assert args.func(args) == 0
-    mp.undo()
     return run
 
 
@@ -184,7 +116,7 @@ def test_planned_forward_equals_full_forward(tiny_store, over):
     batch = next(iter_batches(store, store.split("train")[:16], cfg, seed=0))
     x, ei, bs, _, _ = batch_inputs(batch, torch.device("cpu"))
     emb, pred = model(x, ei, bs)
-    emb_ref, pred_ref = model.forward_full(x, ei, bs)
+    emb_ref, pred_ref = model.model.forward_full(model.inputs(x), ei, bs)
     assert emb.shape == (bs, 16)
     torch.testing.assert_close(emb, emb_ref, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(pred, pred_ref, rtol=1e-5, atol=1e-6)
@@ -205,30 +137,61 @@ def test_eval_command_writes_report(trained_run, tiny_store):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
 
 
-def test_embed_writes_store_array(trained_run, tiny_store):
+def _digests(root: Path) -> dict[str, str]:
+    import hashlib
+
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_embed_writes_into_the_run_not_the_store(trained_run, tiny_store):
+    from netgpt.embed import check_embeddings
+
+    before = _digests(tiny_store)
     args = _parse(["embed", "--run", str(trained_run), "--store", str(tiny_store), "--no-progress"])
     assert args.func(args) == 0
+    assert _digests(tiny_store) == before  # the dataset is read-only to training
     store = GraphStore.open(tiny_store)
-    emb = store.embeddings("tiny_run")
+    emb = np.load(trained_run / "embeddings" / "video.npy")
     assert emb.shape == (store.num_nodes("video"), 16) and emb.dtype == np.float16
-    values = emb[...]
-    assert np.isfinite(values).all()
-    assert values.std(axis=0).max() > 0
-    assert emb.attrs["run"] == "tiny_run" and len(emb.attrs["run_id"]) == 16
-    assert not any(p.name.endswith(".tmp") for p in (tiny_store / "embeddings").iterdir())
+    assert np.isfinite(emb).all() and emb.std(axis=0).max() > 0
+    meta = check_embeddings(trained_run, store)
+    assert len(meta["run_id"]) == 16 and meta["store"]["num_videos"] == store.num_nodes("video")
+    assert not any(p.name.endswith(".tmp") for p in trained_run.iterdir())
+
+
+def test_a_run_refuses_embeddings_of_another_checkpoint(trained_run, tiny_store, tmp_path):
+    import shutil
+
+    from graphstore.errors import UserError
+    from netgpt.embed import check_embeddings
+
+    other = tmp_path / "other"
+    shutil.copytree(trained_run, other)
+    ck = torch.load(other / "pretrain" / "best.pt", weights_only=False)
+    ck["epoch"] = ck["epoch"] + 100  # another checkpoint: other bytes
+    torch.save(ck, other / "pretrain" / "best.pt")
+    with pytest.raises(UserError, match="another stage-1 checkpoint"):
+        check_embeddings(other, GraphStore.open(tiny_store))
 
 
 def test_baselines_table(tiny_store, tmp_path):
     args = _parse(["baselines", "--store", str(tiny_store), "--out", str(tmp_path / "bl"), "--models", "gcn",
-                   "lightgbm", "train_mean", *TRAIN_ARGS])
+                   "lightgbm_own", "lightgbm", "lightgbm_graph", "train_mean", "--seeds", "0", "1", *TRAIN_ARGS])
     assert args.func(args) == 0
     table = (tmp_path / "bl" / "baselines.md").read_text()
-    assert [line.split("|")[1].strip() for line in table.splitlines()[2:]] == ["gcn", "lightgbm", "train_mean"]
+    rows = [line.split("|") for line in table.splitlines()[2:]]
+    assert [r[1].strip() for r in rows] == ["gcn", "lightgbm_own", "lightgbm", "lightgbm_graph", "train_mean"]
+    assert all(r[2].strip() == "2" and "±" in r[4] for r in rows)
     res = json.loads((tmp_path / "bl" / "baselines.json").read_text())
+    assert res["seeds"] == [0, 1] and len(res["per_seed"]["gcn"]) == 2
+    # lightgbm_graph trained the sage model of each seed and read its embeddings
+    assert all((tmp_path / "bl" / f"sage_seed{s}" / "pretrain" / "best.pt").is_file() for s in (0, 1))
     y = GraphStore.open(tiny_store).labels().astype(float)
     te = GraphStore.open(tiny_store).split("test")
     mean = y[GraphStore.open(tiny_store).split("train")].mean()
-    assert res["train_mean"]["mae"] == pytest.approx(np.abs(y[te] - mean).mean())
+    assert res["summary"]["train_mean"]["mae"] == pytest.approx(np.abs(y[te] - mean).mean())
+    assert res["summary"]["train_mean"]["mae_std"] == 0.0
 
 
 def test_unknown_relation_group_is_a_user_error(tiny_store, tmp_path):
@@ -257,10 +220,6 @@ def _ddp_worker(rank: int, world: int, port: int, store: str, run: str, dump: st
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
-    if not _real_loader_available():
-        mod = types.ModuleType("graphstore.pyg")
-        mod.make_loader = _standin_make_loader
-        sys.modules["graphstore.pyg"] = mod
     original = tg.final_evaluation
 
     def capture(run_dir, store_, model, cfg, ctx, *a, **kw):

@@ -5,12 +5,15 @@ import argparse
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from netgpt.baselines import ALL_MODELS
+    from netgpt.baselines import ALL_MODELS, DEFAULT_MODELS
     from netgpt.commands.train import add_pretrain_arguments
 
     p = sub.add_parser("baselines", help="train and compare the graph and tabular baselines (Markdown table)")
     p.add_argument("--out", required=True, help="directory for one run per model and baselines.{json,md}")
-    p.add_argument("--models", nargs="+", choices=ALL_MODELS, default=list(ALL_MODELS))
+    p.add_argument("--models", nargs="+", choices=ALL_MODELS, default=list(DEFAULT_MODELS),
+                   help="models to compare (default: %(default)s)")
+    p.add_argument("--seeds", nargs="+", type=int, default=None,
+                   help="train every model once per seed and report mean ± std (default: --seed alone)")
     add_pretrain_arguments(p)
     p.set_defaults(func=run)
 
@@ -22,7 +25,8 @@ def run(args: argparse.Namespace) -> int:
 
     if (__import__("pathlib").Path(args.out) / "baselines.json").is_file():
         raise UserError(f"{args.out} already holds baselines; choose another --out")
-    results = run_baselines(args.out, args.store, config_from_args(args), models=tuple(args.models),
-                            progress=not args.no_progress)
+    cfg = config_from_args(args)
+    results = run_baselines(args.out, args.store, cfg, models=tuple(args.models),
+                            seeds=tuple(args.seeds) if args.seeds else (cfg.seed,), progress=not args.no_progress)
     print(markdown_table(results), end="")
     return 0

@@ -13,10 +13,9 @@ from .rgcn import MAX_LEVEL, EdgeType
 class _Base(nn.Module):
     """Per-type input projection to d and the 9*sigmoid predictor."""
 
-    def __init__(self, in_dims: dict[str, int], d: int, zero_video_features: bool = False):
+    def __init__(self, in_dims: dict[str, int], d: int):
         super().__init__()
         self.node_types = sorted(in_dims)
-        self.zero_video_features = zero_video_features
         self.proj = nn.ModuleDict({t: nn.Linear(in_dims[t], d) for t in self.node_types})
         self.head = nn.Linear(d, 1)
 
@@ -25,8 +24,6 @@ class _Base(nn.Module):
         for t, x in x_dict.items():
             if t not in self.proj:
                 continue
-            if t == "video" and self.zero_video_features:
-                x = torch.zeros_like(x)
             out[t] = self.proj[t](x.float())
         return out
 
@@ -37,9 +34,8 @@ class _Base(nn.Module):
 class HomoGCN(_Base):
     """GCNConv layers on the homogeneous view (all node types in one graph, relations merged)."""
 
-    def __init__(self, in_dims: dict[str, int], etypes: list[EdgeType], d: int, num_layers: int = 2,
-                 zero_video_features: bool = False):
-        super().__init__(in_dims, d, zero_video_features)
+    def __init__(self, in_dims: dict[str, int], etypes: list[EdgeType], d: int, num_layers: int = 2):
+        super().__init__(in_dims, d)
         self.convs = nn.ModuleList(GCNConv(d, d) for _ in range(num_layers))
 
     def forward(self, x_dict, edge_index_dict, batch_size: int):
@@ -60,8 +56,8 @@ class HomoGCN(_Base):
 class HAN(_Base):
     """HANConv layers; every relation is a length-1 metapath. Nodes without in-edges keep their state."""
 
-    def __init__(self, in_dims, etypes, d: int, num_layers: int = 2, heads: int = 4, zero_video_features: bool = False):
-        super().__init__(in_dims, d, zero_video_features)
+    def __init__(self, in_dims, etypes, d: int, num_layers: int = 2, heads: int = 4):
+        super().__init__(in_dims, d)
         meta = (self.node_types, [tuple(e) for e in etypes])
         self.convs = nn.ModuleList(HANConv(d, d, meta, heads=heads) for _ in range(num_layers))
 
@@ -78,8 +74,8 @@ class HAN(_Base):
 class HGT(_Base):
     """HGTConv layers (heterogeneous attention; our stand-in for HetSANN)."""
 
-    def __init__(self, in_dims, etypes, d: int, num_layers: int = 2, heads: int = 4, zero_video_features: bool = False):
-        super().__init__(in_dims, d, zero_video_features)
+    def __init__(self, in_dims, etypes, d: int, num_layers: int = 2, heads: int = 4):
+        super().__init__(in_dims, d)
         meta = (self.node_types, [tuple(e) for e in etypes])
         self.convs = nn.ModuleList(HGTConv(d, d, meta, heads=heads) for _ in range(num_layers))
 
@@ -96,9 +92,9 @@ class HGT(_Base):
 def build_baseline(cfg, in_dims: dict[str, int], etypes: list[EdgeType]) -> nn.Module:
     """gcn | han | hgt model of a PretrainConfig."""
     if cfg.model == "gcn":
-        return HomoGCN(in_dims, etypes, cfg.d_g, cfg.num_layers, cfg.no_video_features)
+        return HomoGCN(in_dims, etypes, cfg.d_g, cfg.num_layers)
     if cfg.model == "han":
-        return HAN(in_dims, etypes, cfg.d_g, cfg.num_layers, cfg.heads, cfg.no_video_features)
+        return HAN(in_dims, etypes, cfg.d_g, cfg.num_layers, cfg.heads)
     if cfg.model == "hgt":
-        return HGT(in_dims, etypes, cfg.d_g, cfg.num_layers, cfg.heads, cfg.no_video_features)
+        return HGT(in_dims, etypes, cfg.d_g, cfg.num_layers, cfg.heads)
     raise ValueError(f"unknown model {cfg.model!r}")

@@ -58,13 +58,12 @@ class HeteroRGCN(nn.Module):
     """NetGPT stage-1 graph model; `forward(batch)` returns (seed embeddings, predicted levels)."""
 
     def __init__(self, in_dims: dict[str, int], relations: list[EdgeType], d_g: int,
-                 num_layers: int = 2, dropout: float = 0.0, zero_video_features: bool = False):
+                 num_layers: int = 2, dropout: float = 0.0):
         super().__init__()
         self.node_types = sorted(in_dims)
         self.relations = [tuple(r) for r in relations]
         self.num_layers = num_layers
         self.dropout = dropout
-        self.zero_video_features = zero_video_features
         self.proj = nn.ModuleDict({t: nn.Linear(in_dims[t], d_g) for t in self.node_types})
         self.convs = nn.ModuleList()
         self.loops = nn.ModuleList()
@@ -80,8 +79,6 @@ class HeteroRGCN(nn.Module):
     # --- pieces shared by the training forward, the reference forward and embedding export ---
     def project(self, node_type: str, x: Tensor) -> Tensor:
         """Layer-0 state: the per-type input projection."""
-        if node_type == "video" and self.zero_video_features:
-            x = torch.zeros_like(x)
         return self.proj[node_type](x.float())
 
     def self_only(self, layer: int, node_type: str, h: Tensor) -> Tensor:
@@ -155,8 +152,6 @@ class HeteroRGCN(nn.Module):
                     lin = self.convs[0][et[1]].lin_l
                     proj = self.proj[et[0]]
                     xs = x_dict[et[0]][src].float()
-                    if et[0] == "video" and self.zero_video_features:
-                        xs = torch.zeros_like(xs)
                     agg = scatter(xs, dst, dim=0, dim_size=n_dst, reduce="mean")
                     has = (torch.bincount(dst, minlength=n_dst) > 0).to(agg.dtype).unsqueeze(1)
                     out = out + agg @ (lin.weight @ proj.weight).t() + has * (lin.weight @ proj.bias)

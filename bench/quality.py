@@ -1,0 +1,88 @@
+"""Prediction quality leaderboard on the synthetic default: every model over several seeds, mean ± std.
+
+Models: the default stage-1 graph model (sage), the paper's RGCN at CPU width (`cpu` preset), LightGBM on
+the sample's own features, LightGBM with the author's history, LightGBM with the stage-1 embedding
+(graph + tabular), the train mean, and an upper bound: LightGBM on the own features plus the generator's
+graph-visible latents (topic heat, author reach, the author's growth speed), i.e. what a model that
+extracted everything the graph holds about them would know.
+
+    python3 bench/quality.py --scale 0.1 --seeds 0 1 2 --out bench/results_quality_0.1.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from graphstore.build import build_store  # noqa: E402
+from graphstore.store import GraphStore  # noqa: E402
+from graphstore.synth import GRAPH_VISIBLE_LATENTS, latents_path, synthesize  # noqa: E402
+from netgpt.baselines import OWN_FEATURES, markdown_table, run_baselines, summarise, tabular_features, tabular_metrics  # noqa: E402
+from netgpt.config import preset  # noqa: E402
+
+UPPER_LATENTS = (*GRAPH_VISIBLE_LATENTS, "tau")
+
+
+def upper_bound(store: GraphStore, latents_file: Path, seed: int) -> dict:
+    """LightGBM on the sample's own features plus its graph-visible latents (test metrics)."""
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(latents_file)
+    pos = {k: i for i, k in enumerate(table.column("sample_id").to_pylist())}
+    rows = np.array([pos[s] for s in store.sample_ids()])
+    x, names = tabular_features(store)
+    keep = [names.index(c) for c in OWN_FEATURES]
+    lat = np.stack([table.column(c).to_numpy()[rows] for c in UPPER_LATENTS], axis=1)
+    return tabular_metrics(np.concatenate([x[:, keep], lat.astype(np.float32)], axis=1),
+                           [names[i] for i in keep] + list(UPPER_LATENTS), store, seed)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--scale", type=float, default=0.1)
+    ap.add_argument("--data-seed", type=int, default=0)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--models", nargs="+", default=["sage", "rgcn", "lightgbm_own", "lightgbm", "lightgbm_graph",
+                                                    "train_mean"])
+    ap.add_argument("--work", default="runs/quality")
+    ap.add_argument("--out", default=None, help="JSON results file")
+    args = ap.parse_args()
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    data = work / f"xs_{args.scale}_{args.data_seed}.json"
+    t0 = time.perf_counter()
+    synthesize(data, scale=args.scale, seed=args.data_seed, progress=False)
+    store_path = build_store(data, work / f"store_{args.scale}_{args.data_seed}", overwrite=True, progress=False)
+    store = GraphStore.open(store_path)
+    build_s = time.perf_counter() - t0
+    timings: dict[str, float] = {}
+    results: dict[str, dict] = {}
+    for m in args.models:
+        t = time.perf_counter()
+        out = work / f"runs_{args.scale}"  # shared: lightgbm_graph reads the sage runs of the same seeds
+        res = run_baselines(out, store_path, preset("default"), models=(m,), seeds=tuple(args.seeds), progress=False)
+        results[m] = res[m]
+        timings[m] = (time.perf_counter() - t) / len(args.seeds)
+        print(f"{m}: {json.dumps(res[m])} ({timings[m]:.0f} s per seed)", flush=True)
+    t = time.perf_counter()
+    results["upper_bound_latents"] = summarise([upper_bound(store, latents_path(data), s) for s in args.seeds])
+    timings["upper_bound_latents"] = (time.perf_counter() - t) / len(args.seeds)
+    table = markdown_table(results)
+    print(table)
+    record = {"command": " ".join(sys.argv), "machine": f"{platform.processor() or platform.machine()}, "
+              f"{__import__('os').cpu_count()} cores", "scale": args.scale, "data_seed": args.data_seed,
+              "seeds": args.seeds, "splits": {s: int(store.split(s).size) for s in ("train", "val", "test")},
+              "build_seconds": build_s, "seconds_per_seed": timings, "results": results, "table": table}
+    if args.out:
+        Path(args.out).write_text(json.dumps(record, indent=2))
+
+
+if __name__ == "__main__":
+    main()
