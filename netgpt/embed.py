@@ -1,11 +1,14 @@
-"""`netgpt embed`: stage-1 video embeddings of a run's best model, written into the store as the
-Zarr array embeddings/<run name> (float16, [num_video, d_g]) for the LLM stages.
+"""`netgpt embed`: stage-1 video embeddings of a run's best model, written into the run directory as
+RUN/embeddings/video.npy (float16, [num_video, d_g]) with meta.json naming the checkpoint (its sha256)
+and the store they were made from. The store is never written: the dataset is read-only to training,
+and a run reads only embeddings that its own best checkpoint made from the same store.
 
 Inference samples each relation's in-neighbours with `embed_fanout` per hop (a large, documented
 fanout instead of full neighbourhoods: same-topic buckets reach hundreds of thousands of nodes)."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import time
@@ -13,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import zarr
 from tqdm import tqdm
 
 from graphstore.errors import UserError
@@ -54,48 +56,79 @@ def embed_videos(model: torch.nn.Module, store: GraphStore, cfg: PretrainConfig,
     n = store.num_nodes("video")
     fan = [fanout or cfg.embed_fanout] * cfg.num_layers
     bs = batch_size or cfg.eval_batch_size
-    out = np.zeros((n, cfg.d_g), dtype=np.float32)
+    out = None
     bar = tqdm(total=n, desc="embed", unit="video", disable=not progress)
     for batch in iter_batches(store, np.arange(n, dtype=np.int64), cfg, fanouts=fan, batch_size=bs,
                               seed=cfg.seed + EMBED_SEED_OFFSET):
         x, ei, b, n_id, _ = batch_inputs(batch, torch.device("cpu"))
         emb, _ = model(x, ei, b)
+        if out is None:
+            out = np.zeros((n, emb.shape[1]), dtype=np.float32)
         out[n_id.numpy()] = emb.float().numpy()
         bar.update(b)
     bar.close()
-    return out
+    return out if out is not None else np.zeros((0, cfg.d_g), dtype=np.float32)
 
 
-def write_embeddings(store_path: Path, name: str, emb: np.ndarray, attrs: dict) -> Path:
-    """Write embeddings/<name> (float16) via a temporary array that is renamed at the end."""
-    if not name or "/" in name or name.startswith("."):
-        raise UserError(f"run name {name!r} cannot name an embeddings array")
-    root = zarr.open_group(str(store_path), mode="r+", zarr_format=3)
-    if "embeddings" not in root:
-        root.create_group("embeddings")
-    tmp_name = f".{name}.tmp"
-    arr = root["embeddings"].create_array(tmp_name, shape=emb.shape, dtype="float16",
-                                          chunks=(min(max(emb.shape[0], 1), 65536), emb.shape[1]), overwrite=True)
-    arr[...] = emb.astype(np.float16)
-    arr.attrs.update(attrs)
-    final, tmp = store_path / "embeddings" / name, store_path / "embeddings" / tmp_name
+EMBED_DIR = "embeddings"
+
+
+def store_identity(store: GraphStore) -> dict:
+    """What identifies a store's contents for the embeddings made from it."""
+    return {"created": store.meta.get("created"), "num_videos": int(store.num_nodes("video")),
+            "features": {t: f.get("xxh64") for t, f in sorted(store.meta.get("features", {}).items())}}
+
+
+def write_embeddings(run_dir: Path, emb: np.ndarray, attrs: dict) -> Path:
+    """Write RUN/embeddings/{video.npy,meta.json} via a temporary directory renamed at the end."""
+    final = run_dir / EMBED_DIR
+    tmp = run_dir / f".{EMBED_DIR}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    np.save(tmp / "video.npy", emb.astype(np.float16))
+    (tmp / "meta.json").write_text(json.dumps(attrs, indent=2, sort_keys=True))
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)
     return final
 
 
-def run_embed(run_dir: str | Path, store_path: str | Path, *, name: str | None = None, fanout: int | None = None,
+def check_embeddings(run_dir: str | Path, store: GraphStore) -> dict:
+    """The meta of RUN's embeddings after checking that this run's best checkpoint made them from `store`."""
+    run_dir = Path(run_dir)
+    meta_path = run_dir / EMBED_DIR / "meta.json"
+    if not meta_path.is_file():
+        raise UserError(f"{run_dir}: no stage-1 embeddings; run `netgpt embed --run {run_dir} --store {store.path}`")
+    meta = json.loads(meta_path.read_text())
+    best = run_dir / STAGE / "best.pt"
+    if best.is_file() and meta.get("run_id") != file_digest(best)[:16]:
+        raise UserError(f"{meta_path}: made by another stage-1 checkpoint than {best}; run `netgpt embed` again")
+    if meta.get("store") != store_identity(store):
+        raise UserError(f"{meta_path}: made from another store (or other features) than {store.path}; "
+                        "run `netgpt embed` again")
+    return meta
+
+
+def embeddings_current(run_dir: str | Path, store: GraphStore) -> bool:
+    """Whether RUN holds embeddings of its current best checkpoint and this store."""
+    try:
+        check_embeddings(run_dir, store)
+        return True
+    except UserError:
+        return False
+
+
+def run_embed(run_dir: str | Path, store_path: str | Path, *, fanout: int | None = None,
               progress: bool = True) -> dict:
-    """Embed every video with the run's best stage-1 model into STORE/embeddings/<run name>."""
+    """Embed every video with the run's best stage-1 model into RUN/embeddings/."""
     run_dir, store_path = Path(run_dir), Path(store_path)
     store = GraphStore.open(store_path)
     model, cfg, ck = load_best(run_dir, store)
     t0 = time.perf_counter()
     emb = embed_videos(model, store, cfg, fanout=fanout, progress=progress)
-    name = name or run_dir.resolve().name
-    attrs = {"run": name, "run_id": file_digest(run_dir / STAGE / "best.pt")[:16], "run_dir": str(run_dir.resolve()),
-             "stage": STAGE, "best_epoch": int(ck["epoch"]), "d_g": int(cfg.d_g),
-             "fanout": int(fanout or cfg.embed_fanout), "num_layers": int(cfg.num_layers)}
-    path = write_embeddings(store_path, name, emb, attrs)
+    attrs = {"run_id": file_digest(run_dir / STAGE / "best.pt")[:16], "run_dir": str(run_dir.resolve()),
+             "stage": STAGE, "best_epoch": int(ck["epoch"]), "d_g": int(emb.shape[1]),
+             "fanout": int(fanout or cfg.embed_fanout), "num_layers": int(cfg.num_layers),
+             "store": store_identity(store), "store_path": str(store.path.resolve())}
+    path = write_embeddings(run_dir, emb, attrs)
     return {**attrs, "path": str(path), "shape": list(emb.shape), "seconds": time.perf_counter() - t0}

@@ -1,4 +1,4 @@
-"""`netgpt embed`: write a run's stage-1 video embeddings into the store."""
+"""`netgpt embed`: write a run's stage-1 video embeddings into the run directory (the store is read-only)."""
 from __future__ import annotations
 
 import argparse
@@ -6,10 +6,9 @@ import json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("embed", help="write embeddings/<run name> (float16, d_g) of a pretrained run into the store")
+    p = sub.add_parser("embed", help="write RUN/embeddings/ (float16, d_g) of a pretrained run; the store is only read")
     p.add_argument("--run", required=True, help="run directory with pretrain/best.pt")
     p.add_argument("--store", required=True, help="graphstore directory")
-    p.add_argument("--name", help="array name (default: the run directory's name)")
     p.add_argument("--fanout", type=int, help="per-relation neighbours per hop (default: the config's embed_fanout)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
@@ -18,6 +17,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from netgpt.embed import run_embed
 
-    info = run_embed(args.run, args.store, name=args.name, fanout=args.fanout, progress=not args.no_progress)
+    info = run_embed(args.run, args.store, fanout=args.fanout, progress=not args.no_progress)
     print(json.dumps(info, indent=2))
     return 0

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 
 from graphstore.errors import UserError
@@ -15,9 +14,11 @@ def add_pretrain_arguments(p: argparse.ArgumentParser) -> None:
     from netgpt.config import PRESETS, RELATION_GROUPS
 
     p.add_argument("--store", required=True, help="graphstore directory (featurized)")
-    p.add_argument("--preset", choices=sorted(PRESETS), default="cpu", help="stage-1 hyper-parameters (default cpu)")
+    p.add_argument("--preset", choices=sorted(PRESETS), default="default",
+                   help="stage-1 model and hyper-parameters: default (HeteroSAGE, CPU-sized), paper (the reference RGCN), "
+                        "cpu (the reference RGCN at CPU width) (default: %(default)s)")
     p.add_argument("--epochs", type=int, help="override the preset's epoch count")
-    p.add_argument("--max-steps", type=int, help="cap optimiser steps per epoch (smoke runs)")
+    p.add_argument("--max-steps", type=int, help="stage 1: cap optimiser steps per epoch (smoke runs)")
     p.add_argument("--max-eval-batches", type=int, help="cap evaluation batches per split (smoke runs)")
     p.add_argument("--batch-size", type=int, help="override the preset's batch size")
     p.add_argument("--d-g", type=int, help="override the hidden width d_g")
@@ -26,7 +27,8 @@ def add_pretrain_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--feature-cache-mb", type=int,
                    help="feature memory per process (default 1024): chunk cache plus memory-mapped raw arrays "
                         "that fit; larger arrays are read with pread (raise it to map everything)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=None,
+                   help="seed of every random choice (default 0; a resumed run keeps its own)")
     p.add_argument("--no-video-features", action="store_true", help="ablation: zero the video features")
     p.add_argument("--relations-exclude", nargs="+", metavar="GROUP", choices=sorted(RELATION_GROUPS),
                    help="ablation: drop relation groups")
@@ -50,12 +52,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog="Several processes (DDP; gloo on CPU, NCCL on GPU): "
                "torchrun --nproc-per-node N -m netgpt.cli train --stage pretrain ... ; each rank trains on a disjoint "
                "shard of the train seeds. Early stopping and model selection use the val split, never test.")
-    p.add_argument("--stage", choices=STAGES, default="pretrain")
+    p.add_argument("--stage", choices=STAGES, default=None,
+                   help="what to train (default: all with --llm, else pretrain)")
     p.add_argument("--out", required=True, help="run directory")
     p.add_argument("--resume", action="store_true", help="continue from the run directory's last checkpoint")
     p.add_argument("--llm", help="local Hugging Face LLM directory (stages align/finetune/all)")
     p.add_argument("--llm-config", help="LLM-stage settings: a preset ('paper', default; 'tiny' for CPU smoke runs) "
                                         "or a JSON file of netgpt.llm.config.LLMConfig fields")
+    p.add_argument("--llm-max-steps", type=int,
+                   help="stages 2-3: cap optimiser steps per stage (default: one epoch of the train split)")
     p.add_argument("--skip-align", action="store_true", help="ablation: skip stage 2 (fine-tune without alignment)")
     add_pretrain_arguments(p)
     p.set_defaults(func=run)
@@ -70,37 +75,56 @@ def _pretrain(args: argparse.Namespace) -> dict:
     return result
 
 
+def llm_config(args: argparse.Namespace):
+    """The LLM-stage config of the arguments, or None on a resume that names none (the stored one is kept)."""
+    from netgpt.llm.config import as_config
+
+    if args.resume and args.llm_config is None and not args.skip_align:
+        return None
+    return as_config(args.llm_config, skip_align=True if args.skip_align else None)
+
+
+def check_llm_dir(path: str) -> None:
+    """UserError unless PATH is a local Hugging Face model directory (checked before any training)."""
+    from pathlib import Path
+
+    p = Path(path)
+    if not (p / "config.json").is_file():
+        raise UserError(f"--llm {p}: not a Hugging Face model directory (no config.json); build a tiny one with "
+                        "`python3 tools/make_tiny_llm.py --store STORE --out DIR`")
+    if not any((p / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")):
+        raise UserError(f"--llm {p}: no tokenizer files (tokenizer.json / tokenizer_config.json)")
+
+
 def run(args: argparse.Namespace) -> int:
     """Stage pretrain here; align/finetune via netgpt.llm.stages; all = pretrain, embed, align, finetune."""
-    if args.stage == "pretrain":
+    stage = args.stage or ("all" if args.llm else "pretrain")
+    if stage == "pretrain":
         _pretrain(args)
         return 0
-    try:
-        stages = importlib.import_module("netgpt.llm.stages")
-    except ImportError as exc:
-        raise UserError(f"--stage {args.stage} needs netgpt.llm.stages, which is not available ({exc})") from None
+    from netgpt.llm import stages
+
     if not args.llm:
-        raise UserError(f"--stage {args.stage} needs --llm DIR (a local Hugging Face model directory)")
-    if args.stage == "all":
+        raise UserError(f"--stage {stage} needs --llm DIR (a local Hugging Face model directory)")
+    check_llm_dir(args.llm)
+    config = llm_config(args)  # a bad --llm-config fails here, before stage 1 runs
+    if stage == "all":
         from pathlib import Path
 
         from graphstore.store import GraphStore
-        from netgpt.embed import run_embed
+        from netgpt.embed import embeddings_current, run_embed
 
         if not (Path(args.out) / "pretrain" / "metrics.json").is_file():
             resume = args.resume or (Path(args.out) / "pretrain" / "checkpoint.pt").is_file()
             if "stopped_after_epochs" in _pretrain(argparse.Namespace(**{**vars(args), "resume": resume})):
                 return 0
-        name = Path(args.out).resolve().name
-        if f"embeddings/{name}" not in GraphStore.open(args.store).root:
+        if not embeddings_current(args.out, GraphStore.open(args.store)):
             run_embed(args.out, args.store, progress=not args.no_progress)
-    from netgpt.llm.config import as_config
-
-    config = as_config(args.llm_config, skip_align=True if args.skip_align else None)
-    kw = dict(max_steps=args.max_steps, resume=args.resume, seed=args.seed, progress=not args.no_progress,
+    kw = dict(max_steps=args.llm_max_steps, resume=args.resume, seed=args.seed, progress=not args.no_progress,
               config=config)
-    if args.stage in ("align", "all") and not config.skip_align:
+    skip_align = config.skip_align if config is not None else args.skip_align
+    if stage in ("align", "all") and not skip_align:
         stages.run_align(args.out, args.store, args.llm, **kw)
-    if args.stage in ("finetune", "all"):
+    if stage in ("finetune", "all"):
         stages.run_finetune(args.out, args.store, args.llm, **kw)
     return 0

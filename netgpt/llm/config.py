@@ -32,6 +32,9 @@ class LLMConfig:
     prompt_keys: str = "xsvideo"  # JSON keys of the prompt: "xsvideo" (the dataset's Chinese keys) or "english"
     top_layers: int = 4  # stage 3 trains the last `top_layers` decoder layers
     skip_align: bool = False  # ablation: stage 3 starts from a fresh projector
+    # stage 3 predicts 9*sigmoid(head(h_last) + stage-1 logit(graph)): the LLM learns a correction of the
+    # stage-1 prediction (False: the paper's head on the last hidden state alone)
+    residual_prior: bool = True
     eval_batch_size: int = 8
     max_eval_samples: int | None = None  # cap per split (smoke runs)
     engine: str = "auto"  # auto: DeepSpeed ZeRO-2 when it initialises, else plain torch

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -47,16 +48,21 @@ class SampleTexts:
 
 
 class GraphEmbeddings:
-    """Rows of the stage-1 video embedding array `embeddings/<run>` (float32 on read)."""
+    """Rows of a run's stage-1 video embeddings (RUN/embeddings/video.npy), float32 on read.
 
-    def __init__(self, store: GraphStore, run_name: str):
-        self.array = store.embeddings(run_name)
+    Made by `netgpt embed` from this run's best checkpoint and this store (checked on open)."""
+
+    def __init__(self, store: GraphStore, run_dir: str | Path):
+        from netgpt.embed import EMBED_DIR, check_embeddings
+
+        check_embeddings(run_dir, store)
+        path = Path(run_dir) / EMBED_DIR / "video.npy"
+        self.array = np.load(path, mmap_mode="r")
         n = store.num_nodes("video")
         if self.array.ndim != 2 or self.array.shape[0] != n:
-            raise UserError(f"{store.path}: embeddings/{run_name} has shape {self.array.shape}, "
-                            f"expected ({n}, d_g)")
+            raise UserError(f"{path}: shape {self.array.shape}, expected ({n}, d_g)")
         nbytes = self.array.shape[0] * self.array.shape[1] * self.array.dtype.itemsize
-        self.cache = self.array[...] if nbytes <= EMBED_CACHE_BYTES else None
+        self.cache = np.asarray(self.array) if nbytes <= EMBED_CACHE_BYTES else None
 
     @property
     def dim(self) -> int:
@@ -65,12 +71,16 @@ class GraphEmbeddings:
     def rows(self, nodes: np.ndarray) -> torch.Tensor:
         """float32 (len(nodes), d_g) tensor."""
         nodes = np.asarray(nodes, dtype=np.int64)
-        if self.cache is not None:
-            out = self.cache[nodes]
-        else:
-            uniq, inv = np.unique(nodes, return_inverse=True)
-            out = self.array.get_orthogonal_selection((uniq, slice(None)))[inv]
-        return torch.from_numpy(np.asarray(out, dtype=np.float32))
+        src = self.cache if self.cache is not None else self.array
+        return torch.from_numpy(np.asarray(src[nodes], dtype=np.float32))
+
+    def statistics(self, nodes: np.ndarray, max_rows: int = 20_000, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """Column mean and std over (a seeded subsample of) `nodes`: the train split's, for input scaling."""
+        nodes = np.asarray(nodes, dtype=np.int64)
+        if nodes.size > max_rows:
+            nodes = np.sort(np.random.default_rng([seed, 23]).choice(nodes, size=max_rows, replace=False))
+        x = self.rows(nodes).double()
+        return x.mean(dim=0).float(), x.std(dim=0, unbiased=False).clamp_min(1e-3).float()
 
 
 @dataclass

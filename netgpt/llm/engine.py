@@ -35,19 +35,46 @@ def use_bf16(cfg: LLMConfig, device: torch.device) -> bool:
     return device.type == "cuda" if cfg.bf16 is None else bool(cfg.bf16)
 
 
+def autocast_context(cfg: LLMConfig, device: torch.device):
+    """bf16 autocast on the device when the run uses bf16, else a no-op context."""
+    import contextlib
+
+    return torch.autocast(device.type, dtype=torch.bfloat16) if use_bf16(cfg, device) else contextlib.nullcontext()
+
+
+def keep_fp32_master(model: torch.nn.Module) -> None:
+    """Trainable parameters in float32 (the optimizer updates them there), frozen ones left as loaded.
+
+    A bf16 parameter updated by AdamW at lr 1e-5 loses most updates to rounding (bf16 keeps 8 bits
+    of mantissa); autocast runs the matrix products in bf16 while the weights stay float32."""
+    for p in model.parameters():
+        if p.requires_grad and p.dtype != torch.float32:
+            p.data = p.data.float()
+
+
 class TorchEngine:
     """Plain torch: loss / accum backward per micro-batch; clip, AdamW and schedule step per boundary."""
 
     name = "torch"
 
-    def __init__(self, model: torch.nn.Module, cfg: LLMConfig, total_steps: int):
+    def __init__(self, model: torch.nn.Module, cfg: LLMConfig, total_steps: int, bf16: bool = False):
         self.model = model
         self.cfg = cfg
+        self.bf16 = bf16
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(self.params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         warmup = warmup_steps(cfg, total_steps)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: warmup_cosine(s - 1, total_steps, warmup, cfg.min_lr_ratio))
+
+    def autocast(self):
+        """bf16 autocast for forward passes when training in bf16 (weights stay float32)."""
+        import contextlib
+
+        return torch.autocast(self.device_type(), dtype=torch.bfloat16) if self.bf16 else contextlib.nullcontext()
+
+    def device_type(self) -> str:
+        return next(iter(self.params)).device.type if self.params else "cpu"
 
     def backward(self, loss: torch.Tensor) -> None:
         (loss / self.cfg.grad_accum).backward()
@@ -70,10 +97,10 @@ class TorchEngine:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
 
-    def save(self, directory: Path) -> None:
+    def save(self, directory: Path, tag: str) -> None:
         """Nothing beyond state_dict(), which the caller stores in its checkpoint."""
 
-    def load(self, directory: Path) -> None:
+    def load(self, directory: Path, tag: str) -> None:
         """Nothing beyond load_state_dict()."""
 
 
@@ -121,6 +148,12 @@ class DeepSpeedEngine:
         self.engine, self.optimizer, _, self.scheduler = deepspeed.initialize(
             model=model, model_parameters=params, config=deepspeed_config(cfg, total_steps, bf16))
 
+    def autocast(self):
+        """DeepSpeed's bf16 mode casts the module itself and keeps fp32 master weights in its optimizer."""
+        import contextlib
+
+        return contextlib.nullcontext()
+
     def backward(self, loss: torch.Tensor) -> None:
         self.engine.backward(loss)
         self.engine.step()
@@ -139,12 +172,17 @@ class DeepSpeedEngine:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         pass
 
-    def save(self, directory: Path) -> None:
-        """DeepSpeed checkpoint of the trainable parameters, optimizer and scheduler under `directory`."""
-        self.engine.save_checkpoint(str(directory), tag="last", exclude_frozen_parameters=True)
+    def save(self, directory: Path, tag: str) -> None:
+        """DeepSpeed checkpoint of the trainable parameters, optimizer and scheduler under `directory/tag`.
 
-    def load(self, directory: Path) -> None:
-        self.engine.load_checkpoint(str(directory), tag="last", load_module_strict=False)
+        Each save gets a new tag (the step): the checkpoint file that names it is written after it, so a
+        kill between the two leaves the previous file naming the previous, intact tag."""
+        self.engine.save_checkpoint(str(directory), tag=tag, exclude_frozen_parameters=True)
+
+    def load(self, directory: Path, tag: str) -> None:
+        path, _ = self.engine.load_checkpoint(str(directory), tag=tag, load_module_strict=False)
+        if path is None:
+            raise RuntimeError(f"DeepSpeed checkpoint {directory}/{tag} could not be loaded")
 
 
 def make_engine(model: torch.nn.Module, cfg: LLMConfig, total_steps: int, device: torch.device):
@@ -160,5 +198,5 @@ def make_engine(model: torch.nn.Module, cfg: LLMConfig, total_steps: int, device
 
             warnings.warn(f"DeepSpeed unavailable ({type(exc).__name__}: {exc}); using the plain torch loop")
     if bf16:
-        model.to(torch.bfloat16)
-    return TorchEngine(model, cfg, total_steps)
+        keep_fp32_master(model)
+    return TorchEngine(model, cfg, total_steps, bf16)

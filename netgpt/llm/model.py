@@ -11,6 +11,7 @@ from graphstore.errors import UserError
 from netgpt.llm.tokens import GraphTokenIds, add_graph_tokens
 
 STAGES = ("align", "finetune")
+MAX_LEVEL = 9.0
 
 
 def load_llm(llm_dir: str | Path, *, dtype: torch.dtype = torch.float32,
@@ -52,18 +53,42 @@ def decoder_layers(lm: nn.Module) -> nn.ModuleList:
 
 
 class GraphLLM(nn.Module):
-    """Causal LM + projector (d_g -> hidden) + trainable graph_start/graph_end rows + regression head."""
+    """Causal LM + projector (d_g -> hidden) + trainable graph_start/graph_end rows + regression head.
 
-    def __init__(self, lm: nn.Module, d_g: int, graph_ids: GraphTokenIds, *, seed: int = 0):
+    Three choices keep the graph signal from being lost on the way to the head (the reason a first
+    version collapsed to predicting one level): the graph embedding is standardised with train
+    statistics and the projector is scaled so that the graph token has the norm of an ordinary token
+    embedding; the head starts at zero, so the first prediction is the prior rather than noise; and,
+    with `prior` (the frozen stage-1 predictor, a logit), the head learns a correction on top of the
+    stage-1 prediction: pred = 9 * sigmoid(head(h_last) + prior(graph))."""
+
+    def __init__(self, lm: nn.Module, d_g: int, graph_ids: GraphTokenIds, *, seed: int = 0,
+                 graph_stats: tuple[torch.Tensor, torch.Tensor] | None = None, prior: nn.Module | None = None,
+                 train_mean_level: float | None = None):
         super().__init__()
         self.lm = lm
         self.graph_ids = graph_ids
         hidden = int(text_config(lm).hidden_size)
         emb = lm.get_input_embeddings().weight
+        mean, std = graph_stats if graph_stats is not None else (torch.zeros(d_g), torch.ones(d_g))
+        self.register_buffer("graph_mean", mean.float().clone())
+        self.register_buffer("graph_std", std.float().clone())
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             self.projector = nn.Linear(d_g, hidden)
             self.head = nn.Linear(hidden, 1)
+        with torch.no_grad():
+            # unit-variance inputs give outputs of RMS ~ sqrt(1/3); match the LM's token embeddings' RMS
+            token_rms = float(emb.detach().float().pow(2).mean().sqrt())
+            self.projector.weight.mul_(token_rms / (1 / 3) ** 0.5)
+            self.projector.bias.zero_()
+            self.head.weight.zero_()
+            p = min(max((train_mean_level or 4.5) / MAX_LEVEL, 1e-3), 1 - 1e-3)
+            self.head.bias.fill_(0.0 if prior is not None else float(torch.logit(torch.tensor(p))))
+        self.prior = prior
+        if prior is not None:
+            for q in prior.parameters():
+                q.requires_grad_(False)
         # graph_start / graph_end live outside the (frozen) embedding matrix: only these two rows train.
         self.graph_tokens = nn.Parameter(emb.detach()[[graph_ids.start, graph_ids.end]].clone().float())
 
@@ -74,7 +99,8 @@ class GraphLLM(nn.Module):
     def inputs_embeds(self, input_ids: torch.Tensor, graph: torch.Tensor) -> torch.Tensor:
         """Token embeddings with <|graph_pad|> replaced by projector(graph) and start/end by graph_tokens."""
         e = self.lm.get_input_embeddings()(input_ids)
-        proj = self.projector(graph.to(self.projector.weight.dtype)).to(e.dtype)[:, None, :]
+        z = (graph.float() - self.graph_mean) / self.graph_std
+        proj = self.projector(z.to(self.projector.weight.dtype)).to(e.dtype)[:, None, :]
         g = self.graph_ids
         e = torch.where((input_ids == g.pad)[..., None], proj, e)
         tok = self.graph_tokens.to(e.dtype)
@@ -99,12 +125,16 @@ class GraphLLM(nn.Module):
                                            ignore_index=-100)
 
     def predict(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, graph: torch.Tensor) -> torch.Tensor:
-        """Stage 3: 9 * sigmoid(W h + b) on the last non-pad token's final hidden state (right padding)."""
+        """Stage 3: 9 * sigmoid(W h + b [+ prior(graph)]) on the last non-pad token's final hidden state."""
         out = self.lm.base_model(inputs_embeds=self.inputs_embeds(input_ids, graph), attention_mask=attention_mask)
         h = out.last_hidden_state
-        last = attention_mask.long().sum(dim=1) - 1
+        last = attention_mask.long().sum(dim=1) - 1  # right padding: the last real token
         h_last = h[torch.arange(h.shape[0], device=h.device), last]
-        return 9.0 * torch.sigmoid(self.head(h_last.to(self.head.weight.dtype)).squeeze(-1))
+        logit = self.head(h_last.to(self.head.weight.dtype)).squeeze(-1)
+        if self.prior is not None:
+            p = next(self.prior.parameters())
+            logit = logit + self.prior(graph.to(p.dtype)).squeeze(-1).to(logit.dtype)
+        return MAX_LEVEL * torch.sigmoid(logit)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, graph: torch.Tensor,
                 labels: torch.Tensor | None = None) -> torch.Tensor:

@@ -16,7 +16,7 @@ from graphstore.errors import UserError
 from graphstore.store import GraphStore
 from netgpt.llm.config import LLMConfig, as_config
 from netgpt.llm.data import BatchMaker, GraphEmbeddings, SampleTexts, micro_batch_nodes
-from netgpt.llm.engine import make_engine, use_bf16
+from netgpt.llm.engine import autocast_context, make_engine, use_bf16
 from netgpt.llm.model import GraphLLM, load_llm
 from netgpt.llm.prompt import PromptEncoder
 from netgpt.metrics import regression_metrics
@@ -37,25 +37,47 @@ class Setup:
     tokenizer: Any
     cfg: LLMConfig
     device: torch.device
-    run_name: str
+    run_dir: Path
     llm_dir: Path
 
 
-def setup(store_path: str | Path, llm_dir: str | Path, run_name: str, cfg: LLMConfig,
+def stage1_prior(run_dir: Path, store: GraphStore) -> torch.nn.Module | None:
+    """A copy of the run's stage-1 predictor (embedding -> logit), or None when the run has no stage-1 model."""
+    import copy
+
+    from netgpt.embed import load_best
+
+    if not (run_dir / "pretrain" / "best.pt").is_file():
+        return None
+    model, _, _ = load_best(run_dir, store)
+    head = getattr(getattr(model, "model", model), "head", None)
+    if head is None:
+        raise UserError(f"{run_dir}: the stage-1 model has no predictor head to use as the prior")
+    return copy.deepcopy(head).float().eval()
+
+
+def setup(store_path: str | Path, llm_dir: str | Path, run_dir: str | Path, cfg: LLMConfig,
           device: torch.device | None = None) -> Setup:
-    """Open the store and the LLM, add the graph tokens, build the projector/head and the prompt encoder."""
+    """Open the store, the run's embeddings and the LLM; add the graph tokens, the projector/head and the prompt encoder."""
     if device is None:
         local = int(os.environ.get("LOCAL_RANK", "0"))
         device = torch.device(f"cuda:{local}") if torch.cuda.is_available() else torch.device("cpu")
+    run_dir = Path(run_dir)
     store = GraphStore.open(store_path)
+    emb = GraphEmbeddings(store, run_dir)
+    train = store.split("train")
     dtype = torch.bfloat16 if use_bf16(cfg, device) else torch.float32
     tokenizer, lm, gids = load_llm(llm_dir, dtype=dtype, seed=cfg.seed)
-    emb = GraphEmbeddings(store, run_name)
-    model = GraphLLM(lm, emb.dim, gids, seed=cfg.seed)
+    prior = stage1_prior(run_dir, store) if cfg.residual_prior else None
+    if cfg.residual_prior and prior is None:
+        raise UserError(f"{run_dir}: residual_prior needs the run's stage-1 model (pretrain/best.pt)")
+    train_mean = float(store.labels()[train].mean()) if train.size else None
+    model = GraphLLM(lm, emb.dim, gids, seed=cfg.seed, graph_stats=emb.statistics(train, seed=cfg.seed),
+                     prior=prior, train_mean_level=train_mean)
     encoder = PromptEncoder(tokenizer, gids, cfg.max_prompt_tokens)
     texts = SampleTexts(store, max_comments=cfg.max_comments, seed=cfg.seed, keys=cfg.prompt_keys)
     maker = BatchMaker(texts, encoder, emb, int(tokenizer.pad_token_id))
-    return Setup(store, model, maker, tokenizer, cfg, device, run_name, Path(llm_dir).resolve())
+    return Setup(store, model, maker, tokenizer, cfg, device, run_dir.resolve(), Path(llm_dir).resolve())
 
 
 def _loss(runner, stage: str, batch) -> torch.Tensor:
@@ -106,7 +128,7 @@ def train_stage(stage: str, out: Path, s: Setup, *, resume: bool, stop_after_ste
                             f"set engine={ck['engine_name']!r}")
         model.load_trainable_state(ck["trainable"])
         engine.load_state_dict(ck["engine"])
-        engine.load(out / "ds")
+        engine.load(out / "ds", ck["ds_tag"])
         start = int(ck["step"])
         # drop metric lines after the checkpoint (left by a run killed between logging and checkpointing)
         filter_jsonl(metrics_path, lambda rec: rec["step"] <= start)
@@ -121,7 +143,8 @@ def train_stage(stage: str, out: Path, s: Setup, *, resume: bool, stop_after_ste
             index = (step * cfg.grad_accum + a) * world + rank  # ranks take interleaved micro-batches
             nodes = micro_batch_nodes(train, index, cfg.micro_batch, cfg.seed)
             batch = s.maker.batch(nodes, with_response=stage == "align").to(s.device)
-            loss = _loss(runner, stage, batch)
+            with engine.autocast():
+                loss = _loss(runner, stage, batch)
             engine.backward(loss)
             losses.append(float(loss.detach()))
         gnorm = engine.step()
@@ -134,10 +157,15 @@ def train_stage(stage: str, out: Path, s: Setup, *, resume: bool, stop_after_ste
         if progress and rank == 0:
             print(f"{stage} step {step + 1}/{steps}: loss {last_loss:.4f} lr {lr:.2e}", flush=True)
         if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == steps:
-            engine.save(out / "ds")  # every rank (DeepSpeed collects its shards)
+            tag = f"step{step + 1}"
+            engine.save(out / "ds", tag)  # every rank (DeepSpeed collects its shards)
+            _test_kill_point("after_engine_save", step + 1)
             if rank == 0:
+                # written (atomically) after the engine state it names: the commit point of the checkpoint
                 torch_save({"trainable": model.trainable_state(), "engine": engine.state_dict(),
-                             "step": step + 1, "engine_name": engine.name, "config": cfg.to_dict()}, ck_path)
+                             "step": step + 1, "ds_tag": tag, "engine_name": engine.name, "config": cfg.to_dict()},
+                           ck_path)
+                _drop_old_tags(out / "ds", keep=tag)
         if stop_after_steps is not None and step + 1 - start >= stop_after_steps and step + 1 < steps:
             return {"stopped_at_step": step + 1, "steps": steps}
     model.eval()
@@ -145,14 +173,36 @@ def train_stage(stage: str, out: Path, s: Setup, *, resume: bool, stop_after_ste
             "train_seconds": time.perf_counter() - t0}
 
 
+def _drop_old_tags(directory: Path, keep: str) -> None:
+    """Remove DeepSpeed checkpoint tags other than `keep` (the one the checkpoint file names)."""
+    import shutil
+
+    if directory.is_dir():
+        for child in directory.iterdir():
+            if child.is_dir() and child.name.startswith("step") and child.name != keep:
+                shutil.rmtree(child, ignore_errors=True)
+
+
+def _test_kill_point(name: str, step: int) -> None:
+    """SIGKILL this process at a named point when NETGPT_KILL_AT=name:step (crash-consistency tests)."""
+    if os.environ.get("NETGPT_KILL_AT") == f"{name}:{step}":
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 @torch.no_grad()
-def predict_nodes(s: Setup, nodes: np.ndarray) -> np.ndarray:
-    """Stage-3 predictions (continuous levels) of video nodes, in the order given."""
+def predict_nodes(s: Setup, nodes: np.ndarray, *, zero_graph: bool = False) -> np.ndarray:
+    """Stage-3 predictions (continuous levels) of video nodes, in the order given.
+
+    `zero_graph` replaces every graph embedding by zeros (the ablation that shows what the graph carries)."""
     s.model.eval()
     out = []
     for i in range(0, len(nodes), s.cfg.eval_batch_size):
         batch = s.maker.batch(nodes[i:i + s.cfg.eval_batch_size], with_response=False).to(s.device)
-        out.append(s.model.predict(batch.input_ids, batch.attention_mask, batch.graph).float().cpu().numpy())
+        graph = torch.zeros_like(batch.graph) if zero_graph else batch.graph
+        with autocast_context(s.cfg, s.device):
+            out.append(s.model.predict(batch.input_ids, batch.attention_mask, graph).float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros(0, np.float32)
 
 
@@ -165,7 +215,7 @@ def _prepare(stage: str, run_dir: str | Path, resume: bool) -> Path:
 
 
 def _run(stage: str, run_dir: str | Path, store_path: str | Path, llm_dir: str | Path, *, max_steps: int | None,
-         resume: bool, seed: int, config, stop_after_steps: int | None, progress: bool) -> dict[str, Any]:
+         resume: bool, seed: int | None, config, stop_after_steps: int | None, progress: bool) -> dict[str, Any]:
     out = _prepare(stage, run_dir, resume)
     stored = out / "config.json"
     if resume and config is None and stored.is_file():  # a resumed run keeps the settings it started with
@@ -174,8 +224,7 @@ def _run(stage: str, run_dir: str | Path, store_path: str | Path, llm_dir: str |
     if (out / FINAL).is_file():  # finished earlier: resume is a no-op
         done = json.loads((out / "result.json").read_text())
         return {**done, "resumed_finished": True}
-    run_name = Path(run_dir).resolve().name
-    s = setup(store_path, llm_dir, run_name, cfg)
+    s = setup(store_path, llm_dir, run_dir, cfg)
     if stage == "finetune" and not cfg.skip_align:
         align_final = Path(run_dir) / "align" / FINAL
         if not align_final.is_file():
@@ -183,7 +232,7 @@ def _run(stage: str, run_dir: str | Path, store_path: str | Path, llm_dir: str |
                             "or set skip_align (the no-stage-2 ablation)")
         s.model.load_trainable_state(torch.load(align_final, map_location="cpu", weights_only=False)["trainable"])
     trainable = s.model.set_trainable(stage, cfg.top_layers)
-    write_json(out / "config.json", {"stage": stage, "llm_dir": str(s.llm_dir), "embeddings": run_name,
+    write_json(out / "config.json", {"stage": stage, "llm_dir": str(s.llm_dir), "embeddings": str(s.run_dir),
                                       "store": str(Path(store_path).resolve()), "d_g": s.maker.embeddings.dim,
                                       "trainable": trainable, "llm": cfg.to_dict()}, sort_keys=True)
     result = train_stage(stage, out, s, resume=resume, stop_after_steps=stop_after_steps, progress=progress)
@@ -206,7 +255,7 @@ def _run(stage: str, run_dir: str | Path, store_path: str | Path, llm_dir: str |
 
 
 def run_align(run_dir: str | Path, store_path: str | Path, llm_dir: str | Path, *, max_steps: int | None = None,
-              resume: bool = False, seed: int = 0, config: LLMConfig | dict | str | None = None,
+              resume: bool = False, seed: int | None = None, config: LLMConfig | dict | str | None = None,
               stop_after_steps: int | None = None, progress: bool = False) -> dict[str, Any]:
     """Stage 2: train the projector and graph_start/graph_end with the LM loss on the response."""
     return _run("align", run_dir, store_path, llm_dir, max_steps=max_steps, resume=resume, seed=seed, config=config,
@@ -214,7 +263,7 @@ def run_align(run_dir: str | Path, store_path: str | Path, llm_dir: str | Path, 
 
 
 def run_finetune(run_dir: str | Path, store_path: str | Path, llm_dir: str | Path, *, max_steps: int | None = None,
-                 resume: bool = False, seed: int = 0, config: LLMConfig | dict | str | None = None,
+                 resume: bool = False, seed: int | None = None, config: LLMConfig | dict | str | None = None,
                  stop_after_steps: int | None = None, progress: bool = False) -> dict[str, Any]:
     """Stage 3: train head + projector + top decoder layers with Smooth L1; write predictions and metrics."""
     return _run("finetune", run_dir, store_path, llm_dir, max_steps=max_steps, resume=resume, seed=seed,
