@@ -15,7 +15,7 @@ from graphstore.errors import UserError
 from graphstore.zarr_io import array_checksum
 from graphstore.features.encoders import TIME_DIM, log_count_encoding, time_encoding
 from graphstore.features.text import HASH_DIM, TextEncoder, make_text_encoder
-from graphstore.features.video import load_video_features
+from graphstore.features.video import open_video_features
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,7 @@ class FeatureJob:
     dim: int
     source: str
     encode: Callable[[int, int], np.ndarray]
+    report: dict[str, Any] | None = None  # what an import matched, kept in the metadata as "import"
 
 
 def chunk_rows_for(dim: int, dtype: str, chunk_bytes: int = CHUNK_BYTES, max_log2: int = 16) -> int:
@@ -93,13 +94,12 @@ def _jobs(root: zarr.Group, path: Path, meta: dict, text: TextEncoder, video_fea
     jobs: list[FeatureJob] = []
 
     if "video" in n:
-        vids = load_video_features(video_features, path, n["video"], video_dim) if video_features else None
-        if vids is None:
+        if video_features:
+            vids = open_video_features(video_features, path, n["video"], video_dim)
+            jobs.append(FeatureJob("video", n["video"], vids.dim, f"import:{video_features}", vids.encode, vids.report))
+        else:
             d = int(video_dim or 1)
             jobs.append(FeatureJob("video", n["video"], d, "none (zeros)", lambda lo, hi, d=d: np.zeros((hi - lo, d))))
-        else:
-            jobs.append(FeatureJob("video", n["video"], vids.shape[1], f"import:{video_features}",
-                                   lambda lo, hi, v=vids: np.asarray(v[lo:hi], dtype=np.float64)))
     for t, c in TIME_TYPES.items():
         if t in n:
             secs = col(c)
@@ -182,6 +182,8 @@ def featurize_store(
             info = _write_job(fgroup, job, dtype, codec, chunk_bytes, raw_chunk_bytes, overwrite, bar, budget)
             if info is None:
                 return done_meta  # interrupted on purpose (stop_after_rows)
+            if job.report is not None:
+                info["import"] = dict(job.report)
             done_meta[job.node_type] = info
             meta["features"] = done_meta
             root.attrs["graphstore"] = meta
