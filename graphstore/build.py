@@ -154,13 +154,7 @@ def _layout(con, root, tmp: Path, staged, cutoff_day: int, val_days: int, progre
     write_array(g, "hi", hi)
 
     # History: every listed id must exist; edges u -> v stored CSC by v, heads ascending.
-    missing = con.execute("""
-        WITH h AS (SELECT s.sample_id, unnest(s.history) AS hid FROM s)
-        SELECT h.sample_id, h.hid FROM h LEFT JOIN s u ON u.sample_id = h.hid WHERE u.node IS NULL LIMIT 1
-    """).fetchone()
-    if missing:
-        field = "历史状态" if staged.input_format == "xsvideo-json" else "history"
-        raise InputRecordError(missing[0], field, f"history id {missing[1]!r} is not a sample in the file")
+    _check_history(con, "历史状态" if staged.input_format == "xsvideo-json" else "history")
     hist = _fetch(con, """
         WITH h AS (SELECT s.node AS v, unnest(s.history) AS hid FROM s)
         SELECT DISTINCT h.v, u.node AS u FROM h JOIN s u ON u.sample_id = h.hid ORDER BY h.v, u
@@ -218,6 +212,28 @@ def _layout(con, root, tmp: Path, staged, cutoff_day: int, val_days: int, progre
         "node_types": num_nodes, "relations": relations, "splits": splits,
         "topics": topic_names, "platforms": list(PLATFORMS),
     }
+
+
+def _check_history(con: duckdb.DuckDBPyConnection, field: str) -> None:
+    """Every history id is a sample of the file, and none is a later state than the sample listing it.
+
+    States are compared by the date of their current time, as the reference code compares times
+    (`time.split()[0]`): a date-only and a full time on the same day are not ordered.
+    """
+    missing = con.execute("""
+        WITH h AS (SELECT s.sample_id, unnest(s.history) AS hid FROM s)
+        SELECT h.sample_id, h.hid FROM h LEFT JOIN s u ON u.sample_id = h.hid WHERE u.node IS NULL LIMIT 1
+    """).fetchone()
+    if missing:
+        raise InputRecordError(missing[0], field, f"history id {missing[1]!r} is not a sample in the file")
+    later = con.execute("""
+        WITH h AS (SELECT s.sample_id, s.cday, s.current_time, unnest(s.history) AS hid FROM s)
+        SELECT h.sample_id, h.hid, u.current_time, h.current_time FROM h JOIN s u ON u.sample_id = h.hid
+        WHERE u.cday > h.cday ORDER BY h.sample_id, h.hid LIMIT 1
+    """).fetchone()
+    if later:
+        raise InputRecordError(later[0], field, f"history id {later[1]!r} is a later state (current time {later[2]!r}, "
+                                                f"after this sample's {later[3]!r})")
 
 
 def _indptr(sorted_tails: np.ndarray, n: int) -> np.ndarray:

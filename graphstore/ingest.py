@@ -77,17 +77,43 @@ def parse_time(value: Any, sample_id: str, field: str) -> int:
     return calendar.timegm(dt.utctimetuple()) if dt.tzinfo else calendar.timegm(dt.timetuple())
 
 
-def _count(value: Any, sample_id: str, field: str) -> int | None:
+INT64_MAX = 2**63 - 1
+
+
+def parse_number(value: Any, sample_id: str, field: str, *, integral: bool) -> int | float | None:
+    """A finite, non-negative JSON number or numeric string, read as the reference code's float() reads it.
+
+    None stays None; booleans, other types, strings float() rejects ("1.2万"), NaN, infinities and
+    negative values are errors; with `integral`, so is a fraction (12.0 and "12.0" read as 12).
+    """
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or (isinstance(value, float) and not math.isfinite(value)):
-        try:
-            value = float(value)
-        except (TypeError, ValueError):
-            raise InputRecordError(sample_id, field, f"expected a number or null, got {value!r}") from None
-    if value < 0:
-        raise InputRecordError(sample_id, field, f"negative count {value}")
-    return int(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise InputRecordError(sample_id, field, f"expected a number or numeric string, got {value!r}")
+    number = _from_string(value, sample_id, field) if isinstance(value, str) else value
+    if isinstance(number, float) and not math.isfinite(number):
+        raise InputRecordError(sample_id, field, f"expected a finite number, got {value!r}")
+    if number < 0:
+        raise InputRecordError(sample_id, field, f"must not be negative, got {value!r}")
+    if not integral:
+        return float(number)
+    if number != int(number):
+        raise InputRecordError(sample_id, field, f"expected a whole number, got {value!r}")
+    if number > INT64_MAX:
+        raise InputRecordError(sample_id, field, f"value {value!r} is too large (more than 2^63 - 1)")
+    return int(number)
+
+
+def _from_string(text: str, sample_id: str, field: str) -> int | float:
+    """int(text) when it is a whole number written as one (exact beyond 2^53), else float(text)."""
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        raise InputRecordError(sample_id, field, f"not a number: {text!r}") from None
 
 
 def normalize_record(sample_id: str, rec: Any, english: bool) -> tuple[dict, list[dict]]:
@@ -105,26 +131,15 @@ def normalize_record(sample_id: str, rec: Any, english: bool) -> tuple[dict, lis
     for f in REQUIRED_FIELDS:
         if not has(f):
             raise InputRecordError(sample_id, name(f), "missing required key")
-    level = get("level")
-    if isinstance(level, bool) or not isinstance(level, (int, float)) or level != int(level) or not 0 <= level <= 9:
-        raise InputRecordError(sample_id, name("level"), f"level must be an integer 0-9, got {level!r}")
-    platform = get("platform")
-    pid = _PLATFORM_IDS.get(platform if platform in _PLATFORM_IDS else str(platform).lower())
-    if pid is None:
-        raise InputRecordError(sample_id, name("platform"), f"unknown platform {platform!r} (expected one of {', '.join(PLATFORMS)})")
+    level = _level(get("level"), sample_id, name("level"))
+    pid = _platform_id(get("platform"), sample_id, name("platform"))
     final_state = get("final_state")
     if not isinstance(final_state, bool):
         raise InputRecordError(sample_id, name("final_state"), f"expected true/false, got {final_state!r}")
     post_ts = parse_time(get("post_time"), sample_id, name("post_time"))
     ctime_ts = parse_time(get("current_time"), sample_id, name("current_time"))
-    duration = get("duration_s")
-    if duration is not None:
-        if isinstance(duration, bool) or not isinstance(duration, (int, float)) or duration < 0:
-            raise InputRecordError(sample_id, name("duration_s"), f"expected a non-negative number, got {duration!r}")
-        duration = float(duration)
-    history = get("history") or []
-    if not isinstance(history, list):
-        raise InputRecordError(sample_id, name("history"), f"expected a list of sample ids, got {history!r}")
+    duration = parse_number(get("duration_s"), sample_id, name("duration_s"), integral=False)
+    history = _history(get("history"), sample_id, name("history"))
     topic, author = get("topic"), get("author_id")
     for f, v in (("topic", topic), ("author_id", author)):
         if v is None or isinstance(v, (dict, list)):
@@ -134,13 +149,44 @@ def normalize_record(sample_id: str, rec: Any, english: bool) -> tuple[dict, lis
         "platform_id": pid, "final_state": final_state, "post_time": get("post_time"), "post_ts": post_ts,
         "description": _text(get("description")), "title": _text(get("title")), "duration_s": duration,
         "current_time": get("current_time"), "ctime_ts": ctime_ts, "topic": str(topic),
-        "history": [str(h) for h in history], "author_id": str(author),
+        "history": history, "author_id": str(author),
     }
     for f in COUNT_FIELDS:
-        row[f] = _count(get(f), sample_id, name(f))
+        row[f] = parse_number(get(f), sample_id, name(f), integral=True)
     comments = _comments(get("comments"), sample_id, name("comments"), english)
     row["num_comments"] = len(comments)
     return row, comments
+
+
+def _level(value: Any, sample_id: str, field: str) -> int:
+    """The label: a whole number 0-9, as a JSON number or a numeric string ("3", "3.0")."""
+    try:
+        level = parse_number(value, sample_id, field, integral=True)
+    except InputRecordError:
+        level = None
+    if level is None or level > 9:
+        raise InputRecordError(sample_id, field, f"level must be an integer 0-9, got {value!r}")
+    return level
+
+
+def _platform_id(value: Any, sample_id: str, field: str) -> int:
+    """Index in PLATFORMS of a Chinese platform name or its English name (any case)."""
+    pid = _PLATFORM_IDS.get(value, _PLATFORM_IDS.get(value.lower())) if isinstance(value, str) else None
+    if pid is None:
+        raise InputRecordError(sample_id, field, f"unknown platform {value!r} (expected one of {', '.join(PLATFORMS)})")
+    return pid
+
+
+def _history(value: Any, sample_id: str, field: str) -> list[str]:
+    """Earlier sample ids of the same video; the sample itself may not be one of them."""
+    if value is None:
+        return []
+    if not isinstance(value, list) or any(isinstance(h, (bool, dict, list)) or h is None for h in value):
+        raise InputRecordError(sample_id, field, f"expected a list of sample ids, got {value!r}")
+    history = [str(h) for h in value]
+    if sample_id in history:
+        raise InputRecordError(sample_id, field, "the history lists the sample itself")
+    return history
 
 
 def _text(v: Any) -> str:

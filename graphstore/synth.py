@@ -22,7 +22,9 @@ same-topic edges) are met by bisection on the realised graph, so they hold at ev
 from __future__ import annotations
 
 import calendar
+import math
 import os
+import re
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -228,10 +230,63 @@ _CHARS = ("的一是在不了有和人这中大为上个国我以要他时来用
 _HOOKS = ("必看", "震撼", "爆笑", "教程", "揭秘", "第一次", "挑战", "干货", "现场", "独家")
 
 
+# Text lengths in words of 2-3 characters: lognormal (median, sigma), clipped to [min, max]. Calibrated
+# so that the full-scale file is about 702 MB, as the released one, while a sample's JSON stays mostly
+# at 200-500 Qwen2-VL-like tokens (`qwen_like_tokens`) with a few in the thousands: most captions and
+# comments are short, a long tail of long descriptions and much-commented samples carries the bytes.
+TITLE_WORDS = (6.0, 0.45, 2, 30)
+DESCRIPTION_WORDS = (20.0, 1.4, 3, 2500)
+COMMENT_WORDS = (16.0, 1.2, 1, 400)
+COMMENT_CONCENTRATION = 1.5  # comments listed per sample grow as (1 + comment count) ** this
+_PUNCTUATION = ("，", "。", "！", "？", "、")
+_TOKEN_RUNS = re.compile(r"(\d)|([\u3000-\u9fff\uf900-\ufaff\uff00-\uffef]+)|([A-Za-z]+)|(\s+)|([^\w\s]+)|(.)", re.S)
+CJK_CHARS_PER_TOKEN = 1.5
+
+
+def qwen_like_tokens(text: str) -> int:
+    """Approximate Qwen2(-VL) token count: one per digit (its pre-tokenizer splits digits), 1.5 CJK
+    characters a token, 4 Latin letters a token, 2 punctuation marks a token, whitespace free."""
+    n = 0
+    for digit, cjk, latin, _space, punct, other in _TOKEN_RUNS.findall(text):
+        if digit or other:
+            n += 1
+        elif cjk:
+            n += math.ceil(len(cjk) / CJK_CHARS_PER_TOKEN)
+        elif latin:
+            n += math.ceil(len(latin) / 4)
+        elif punct:
+            n += math.ceil(len(punct) / 2)
+    return n
+
+
 def _vocabulary(rng: np.random.Generator, size: int) -> list[str]:
     chars = np.array(list(_CHARS))
     words = {"".join(rng.choice(chars, size=int(rng.integers(2, 4)))) for _ in range(size * 2)}
     return sorted(words)[:size]
+
+
+def _prose_vocabulary(vocab: list[str]) -> list[str]:
+    """The words plus about one in five followed by a punctuation mark, for running text."""
+    return vocab + [w + _PUNCTUATION[i % len(_PUNCTUATION)] for i, w in enumerate(vocab[: len(vocab) // 4])]
+
+
+def _length(rng: np.random.Generator, spec: tuple[float, float, int, int]) -> int:
+    median, sigma, lo, hi = spec
+    return int(min(hi, max(lo, round(rng.lognormal(math.log(median), sigma)))))
+
+
+def _words(rng: np.random.Generator, vocab: list[str], n: int) -> str:
+    return "".join(vocab[i] for i in rng.integers(0, len(vocab), n))
+
+
+def _video_text(rng: np.random.Generator, vocab: list[str], prose: list[str], topic_words: list[int],
+                topic_name: str, appeal: float) -> tuple[str, str]:
+    """(title, description) of one video: a hook word more likely for appealing videos, topic words, hashtags."""
+    hook = _HOOKS[int(rng.integers(len(_HOOKS)))] if appeal + rng.normal(0, 0.8) > 1.0 else ""
+    tw = [vocab[i] for i in rng.choice(topic_words, 2, replace=False)]
+    title = hook + tw[0] + _words(rng, vocab, _length(rng, TITLE_WORDS)) + tw[1]
+    tags = "".join(f"#{_words(rng, vocab, 2)}#" for _ in range(int(rng.integers(0, 4))))
+    return title, _words(rng, prose, _length(rng, DESCRIPTION_WORDS)) + f"#{topic_name}#" + tags
 
 
 # --- the generator --------------------------------------------------------------------------
@@ -326,7 +381,7 @@ def synthesize(out_path: str | Path, scale: float = 0.01, seed: int = 0, fmt: st
     null_mask["collects"] |= (platform_v[vid_of] == 3) & (rng.random(ns) < 0.3)
 
     # 5. Comments listed per sample: Poisson, heavier for much-commented samples, mean calibrated.
-    w = (1.0 + counts["comment_count"]) ** 0.55
+    w = (1.0 + counts["comment_count"]) ** COMMENT_CONCENTRATION
     lam = np.minimum(w / w.mean() * FULL["comments"] / FULL["samples"], 400.0)
     lam *= FULL["comments"] / FULL["samples"] / lam.mean()
     n_comments = rng.poisson(lam)
@@ -356,23 +411,21 @@ def synthesize(out_path: str | Path, scale: float = 0.01, seed: int = 0, fmt: st
     tmp = out_path.with_name(out_path.name + ".tmp")
     comment_id = 90_000_000_000
     text_rng = np.random.default_rng(seed + 1)
+    prose = _prose_vocabulary(vocab)
     with open(tmp, "wb") as f:
         f.write(b"{\n" if fmt == "xsvideo" else b"")
         for j, s in enumerate(tqdm(order, desc="synth", unit="sample", disable=not progress, mininterval=1.0)):
             v = int(vid_of[s])
             t, pf = int(topic_v[v]), int(platform_v[v])
-            words = lambda n: "".join(vocab[i] for i in text_rng.integers(0, len(vocab), n))  # noqa: E731
-            hook = _HOOKS[int(text_rng.integers(len(_HOOKS)))] if appeal_v[v] + text_rng.normal(0, 0.8) > 1.0 else ""
-            vt = np.random.default_rng([seed, v])  # a video's text is the same in all of its states
-            tw = [vocab[i] for i in vt.choice(topic_words[t], 2, replace=False)]
-            title = hook + tw[0] + "".join(vocab[i] for i in vt.integers(0, len(vocab), vt.integers(2, 6))) + tw[1]
-            desc = "".join(vocab[i] for i in vt.integers(0, len(vocab), vt.integers(4, 24))) + f"#{topic_names[t]}#"
+            # a video's text is the same in all of its states
+            title, desc = _video_text(np.random.default_rng([seed, v]), vocab, prose, topic_words[t], topic_names[t],
+                                      float(appeal_v[v]))
             cts = []
             lo, hi = int(post_ts_v[v]), int(ctime_ts[s])
             for c in range(int(n_comments[s])):
                 comment_id += int(text_rng.integers(1, 9))
                 when = lo + int(text_rng.random() * max(1, hi - lo))
-                cts.append((str(comment_id), words(int(text_rng.integers(1, 8))), _fmt_ts(when)))
+                cts.append((str(comment_id), _words(text_rng, prose, _length(text_rng, COMMENT_WORDS)), _fmt_ts(when)))
             history = [str(sample_ids[x]) for x in range(first_state[v], s)]
             rec = {
                 "url": _url(pf, v), "level": int(level_v[v]), "platform": PLATFORMS[pf], "final_state": bool(sch.final[s]),

@@ -159,7 +159,7 @@ BAD_INPUTS = {
     "missing key": (lambda r, s: r[s].pop("topic"), "话题", "missing required key"),
     "level out of range": (lambda r, s: r[s].update(level=11), "影响力等级", "0-9"),
     "unparsable date": (lambda r, s: r[s].update(post_time="2024-13-45 99:00"), "发布时间", "unparsable date"),
-    "negative count": (lambda r, s: r[s].update(likes=-5), "当前点赞量", "negative count"),
+    "negative count": (lambda r, s: r[s].update(likes=-5), "当前点赞量", "must not be negative"),
     "unknown history id": (lambda r, s: r[s].update(history=["999999"]), "历史状态", "999999"),
 }
 

@@ -6,6 +6,7 @@ import shutil
 
 import numpy as np
 import pytest
+import torch
 import zarr
 
 from graphstore.build import build_store
@@ -13,10 +14,12 @@ from graphstore.cli import main as cli_main
 from graphstore.errors import UserError
 from graphstore.features import featurize_store, open_feature
 from graphstore.features import array as array_module
+from graphstore.features import video as video_module
 from graphstore.features.array import FeatureArray
 from graphstore.features.cache import hit_ratio
 from graphstore.features.encoders import log_count_encoding, time_encoding
 from graphstore.features.text import HashTextEncoder, make_text_encoder
+from graphstore.features.video import REFERENCE_PLATFORM_DIRS, reference_video_id
 from graphstore.store import GraphStore
 from tests.forking import run_in_fork
 from tests.xsvideo_fixtures import make_records, write_xsvideo
@@ -259,6 +262,112 @@ def test_video_features_import(bare_store, tmp_path):
     featurize_store(path, progress=False, video_features=str(vdir), node_types=["video"])
     x = open_feature(path, "video").gather(np.array([3, 0]))
     np.testing.assert_array_equal(x, [np.arange(6), np.zeros(6)])
+
+
+@pytest.mark.parametrize("url, platform, vid", [
+    ("https://www.douyin.com/video/7412345678901234567", "抖音", "7412345678901234567"),
+    ("https://www.douyin.com/video/7412345678901234567/", "抖音", "7412345678901234567"),
+    ("https://www.douyin.com/video/7412?from=a.b", "抖音", "7412?from=a"),  # not cleaned: cut at the first '.'
+    ("https://www.kuaishou.com/short-video/3xk9?authorId=3x&area=a.b", "快手", "3xk9_authorId_3x_area_a_b"),
+    ("https://www.ixigua.com/7412/", "西瓜", "7412"),
+    ("https://www.toutiao.com/video/7412.html", "头条", "7412_html"),  # cleaned before the cut
+    ("https://www.bilibili.com/video/BV1xx411c7mD.mp4", "哔哩哔哩", "BV1xx411c7mD"),
+])
+def test_reference_video_id(url, platform, vid):
+    assert reference_video_id(url, platform) == vid
+
+
+def _reference_feature_dir(store: GraphStore, root, dim: int, skip_every: int = 3) -> dict[str, np.ndarray]:
+    """`root/<platform>/<video id>.pth` for all but every `skip_every`-th video; the vector of each sample."""
+    table = store.samples_table(["sample_id", "url", "platform"]).to_pylist()
+    videos = sorted({(r["platform"], r["url"]) for r in table})
+    vectors = {}
+    for k, (platform, url) in enumerate(videos):
+        if k % skip_every == 0:
+            continue
+        vec = torch.arange(dim, dtype=torch.float32) + 1000 * k + 0.25  # exact in float32
+        torch.save(vec.reshape(1, dim) if k % 2 else vec, _pth(root, platform, url))
+        vectors[(platform, url)] = vec.numpy()
+    return {r["sample_id"]: vectors.get((r["platform"], r["url"]), np.zeros(dim, np.float32)) for r in table}
+
+
+def _pth(root, platform: str, url: str):
+    folder = root / REFERENCE_PLATFORM_DIRS[platform]
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"{reference_video_id(url, platform)}.pth"
+
+
+def test_reference_layout_imports_exact_values_and_zeros(bare_store, tmp_path, capsys, caplog):
+    path = tmp_path / "s"
+    shutil.copytree(bare_store, path)
+    store = GraphStore.open(path)
+    want = _reference_feature_dir(store, tmp_path / "video_feats", dim=7)
+    missing = sum(1 for v in want.values() if not v.any())  # no file (an unreadable file counts as matched)
+    (tmp_path / "video_feats" / "douyin" / "unrelated.pth").write_bytes(b"not a tensor")  # matches no sample
+    rows = store.samples_table(["sample_id", "url", "platform"]).to_pylist()
+    bad = next((r["platform"], r["url"]) for r in rows if want[r["sample_id"]].any())
+    _pth(tmp_path / "video_feats", *bad).write_bytes(b"truncated")  # unreadable: zeros and a warning, as in the reference
+    want.update({r["sample_id"]: np.zeros(7, np.float32) for r in rows if (r["platform"], r["url"]) == bad})
+    assert cli_main(["featurize", str(path), "--video-features", str(tmp_path / "video_feats"), "--types", "video",
+                     "--dtype", "float32", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "cannot read" in caplog.text
+    x = open_feature(path, "video").gather(np.arange(store.num_nodes("video")))
+    np.testing.assert_array_equal(x, np.stack([want[s] for s in store.sample_ids()]))
+    report = GraphStore.open(path).meta["features"]["video"]["import"]
+    videos = len({(r["platform"], r["url"]) for r in store.samples_table(["url", "platform"]).to_pylist()})
+    assert report["videos_matched"] + report["videos_missing"] == videos and report["videos_missing"] == -(-videos // 3)
+    assert report["samples_missing"] == missing > 0 and report["samples_matched"] == len(want) - missing
+    assert f"{report['videos_matched']:,} of {videos:,} videos matched" in out
+
+
+def test_reference_layout_streams_one_block_at_a_time(bare_store, tmp_path, monkeypatch):
+    store = GraphStore.open(bare_store)
+    want = _reference_feature_dir(store, tmp_path / "vf", dim=5, skip_every=1000)
+    loads = []
+    real = video_module._load_pth
+    monkeypatch.setattr(video_module, "_load_pth", lambda p: loads.append(p) or real(p))
+    vids = video_module.open_video_features(tmp_path / "vf", bare_store, store.num_nodes("video"))
+    assert vids.dim == 5 and len(loads) == 1  # opening reads one file, for the width
+    block = vids.encode(10, 14)
+    np.testing.assert_array_equal(block, np.stack([want[s] for s in store.sample_ids()[10:14]]))
+    assert len(loads) <= 1 + 4  # only the block's videos were read
+
+
+def test_reference_layout_errors(bare_store, tmp_path, capsys):
+    path = tmp_path / "s"
+    shutil.copytree(bare_store, path)
+    (tmp_path / "vf" / "douyin").mkdir(parents=True)
+    torch.save(torch.zeros(3), tmp_path / "vf" / "douyin" / "nobody.pth")
+    assert cli_main(["featurize", str(path), "--video-features", str(tmp_path / "vf"), "--types", "video"]) == 2
+    assert "no sample has a vector" in capsys.readouterr().err
+    store = GraphStore.open(path)
+    _reference_feature_dir(store, tmp_path / "vf", dim=4)
+    one = next((tmp_path / "vf").glob("*/*.pth"))
+    torch.save(torch.zeros(9), one)  # another width than the others
+    assert cli_main(["featurize", str(path), "--video-features", str(tmp_path / "vf"), "--types", "video",
+                     "--no-progress"]) == 2
+    assert "expected" in capsys.readouterr().err
+
+
+def test_parquet_import_in_any_order(bare_store, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "s"
+    shutil.copytree(bare_store, path)
+    ids = GraphStore.open(path).sample_ids()
+    rows = [(ids[i], [float(i), i + 0.5, -i]) for i in range(len(ids)) if i % 4]
+    rows = rows[::-1] + [("no-such-sample", [1.0, 2.0, 3.0])]
+    pq.write_table(pa.table({"sample_id": [r[0] for r in rows], "features": [r[1] for r in rows]}),
+                   tmp_path / "v.parquet", row_group_size=7)
+    meta = featurize_store(path, progress=False, video_features=str(tmp_path / "v.parquet"), node_types=["video"],
+                           dtype="float32")
+    x = open_feature(path, "video").gather(np.arange(len(ids)))
+    want = np.array([[i, i + 0.5, -i] if i % 4 else [0, 0, 0] for i in range(len(ids))], np.float32)
+    np.testing.assert_array_equal(x, want)
+    assert meta["video"]["import"]["samples_missing"] == -(-len(ids) // 4)
+    assert not list(path.glob("video-features-*")), "the scratch file was left behind"
 
 
 def test_cli_featurize(bare_store, tmp_path, capsys):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections import Counter
 from datetime import datetime
 
@@ -13,7 +14,7 @@ from graphstore.build import build_store
 from graphstore.cli import main as cli_main
 from graphstore.schema import PLATFORMS, XSVIDEO_KEYS
 from graphstore.store import GraphStore
-from graphstore.synth import FULL, summary_dict, synthesize
+from graphstore.synth import FULL, qwen_like_tokens, summary_dict, synthesize
 
 
 @pytest.fixture(scope="module")
@@ -119,3 +120,22 @@ def test_jsonl_and_cli(tmp_path, capsys):
     assert np.array_equal(a.labels(), b.labels())
     assert cli_main(["synth", "--scale", "0", "--out", str(tmp_path / "z.json")]) == 2
     assert not (tmp_path / "z.json").exists()
+
+
+def test_text_lengths_follow_the_released_file(synth_store):
+    """File size extrapolates to the released 702 MB; a sample's JSON is mostly 200-500 tokens, a few thousands."""
+    summary, _, data = synth_store
+    full_mb = os.path.getsize(summary.path) / summary.samples * FULL["samples"] / 1e6
+    assert 600 < full_mb < 800, full_mb
+    tokens = np.array([qwen_like_tokens(json.dumps(r, ensure_ascii=False)) for r in data.values()])
+    assert 250 <= np.median(tokens) <= 450, np.median(tokens)
+    assert ((tokens >= 200) & (tokens <= 500)).mean() > 0.65
+    assert 0.01 < (tokens >= 1000).mean() < 0.15 and tokens.max() >= 3000
+    comments = np.array([len(r["评论"]) for r in data.values()])
+    assert (comments[tokens >= 2000] >= 20).mean() > 0.5  # the longest samples are mostly the much-commented ones
+
+
+def test_qwen_like_token_estimate():
+    assert qwen_like_tokens("2024-12-01") == 8 + 2  # one token a digit, one a punctuation run of 1-2 marks
+    assert qwen_like_tokens("短视频传播") == 4  # 5 CJK characters at 1.5 a token
+    assert qwen_like_tokens('{"title": "hello"}') == 4 + 2 + 2  # '{"', '":', '"', '"}'; 5 letters are 2 tokens

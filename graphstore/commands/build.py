@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import time
 
+from graphstore.commands import VIDEO_FEATURES_HELP, print_video_import
 from graphstore.schema import DEFAULT_CUTOFF, DEFAULT_VAL_DAYS
 
 
@@ -17,7 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-features", action="store_true", help="skip feature encoding (run `graphstore featurize` later)")
     p.add_argument("--text-encoder", default="hash", help="'hash' (default), 'minilm', or a local Hugging Face encoder directory")
     p.add_argument("--text-dim", type=int, default=256, help="dimension of the hash text encoder")
-    p.add_argument("--video-features", default=None, help="precomputed video features (.npy directory or matrix)")
+    p.add_argument("--video-features", default=None, help=VIDEO_FEATURES_HELP)
     p.add_argument("--dtype", default="float16", choices=("float16", "float32"), help="feature dtype")
     p.add_argument("--time-encoding", choices=("multiscale", "paper"), default="multiscale",
                    help="time features: hours to months (default), or the paper's (time of day only)")
@@ -40,4 +41,5 @@ def run(args: argparse.Namespace) -> int:
     store = GraphStore.open(path)
     print(f"built {path} in {time.time() - started:.1f} s: {store.num_nodes('video'):,} videos, "
           f"{sum(r['num_edges'] for r in store.meta['relations']):,} edges, splits {store.meta['splits']}")
+    print_video_import(store.meta.get("features", {}))
     return 0

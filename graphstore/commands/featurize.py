@@ -4,13 +4,15 @@ from __future__ import annotations
 import argparse
 import time
 
+from graphstore.commands import VIDEO_FEATURES_HELP, print_video_import
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("featurize", help="encode node features into an existing store (resumes an interrupted run)")
     p.add_argument("store", help="store directory built by `graphstore build`")
     p.add_argument("--text-encoder", default="hash", help="'hash' (default), 'minilm', or a local Hugging Face encoder directory")
     p.add_argument("--text-dim", type=int, default=256, help="dimension of the hash text encoder")
-    p.add_argument("--video-features", default=None, help="precomputed video features (.npy directory, .npy matrix or .parquet)")
+    p.add_argument("--video-features", default=None, help=VIDEO_FEATURES_HELP)
     p.add_argument("--video-dim", type=int, default=None, help="video feature dimension (default: from the vectors)")
     p.add_argument("--dtype", default="float16", choices=("float16", "float32"), help="feature dtype")
     p.add_argument("--codec", default="auto", choices=("auto", "none", "lz4", "zstd"), help="chunk compression")
@@ -37,4 +39,5 @@ def run(args: argparse.Namespace) -> int:
                            time_encoding=args.time_encoding)
     print(f"featurized {store.path} in {time.time() - started:.1f} s: "
           + ", ".join(f"{t} {m['dim']}-d {m['codec']}" for t, m in meta.items()))
+    print_video_import(meta)
     return 0

@@ -16,7 +16,7 @@ from graphstore.zarr_io import array_checksum
 from graphstore.features.encoders import DEFAULT_TIME_ENCODING, TIME_ENCODINGS, log_count_encoding, time_dim, time_encoding
 from graphstore.features.sample import sample_feature_names, sample_features
 from graphstore.features.text import HASH_DIM, TextEncoder, make_text_encoder
-from graphstore.features.video import load_video_features
+from graphstore.features.video import open_video_features
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,7 @@ class FeatureJob:
     dim: int
     source: str
     encode: Callable[[int, int], np.ndarray]
+    report: dict[str, Any] | None = None  # what an import matched, kept in the metadata as "import"
 
 
 def chunk_rows_for(dim: int, dtype: str, chunk_bytes: int = CHUNK_BYTES, max_log2: int = 16) -> int:
@@ -95,7 +96,7 @@ def _with_sample_features(job: FeatureJob, path: Path) -> FeatureJob:
     def encode(lo: int, hi: int) -> np.ndarray:
         return np.concatenate([np.asarray(visual(lo, hi), dtype=np.float64), extra[lo:hi]], axis=1)
 
-    return FeatureJob(job.node_type, job.rows, job.dim + extra.shape[1], f"{job.source}+sample:v1", encode)
+    return FeatureJob(job.node_type, job.rows, job.dim + extra.shape[1], f"{job.source}+sample:v1", encode, job.report)
 
 
 def video_parts(info: dict) -> dict[str, list[int]]:
@@ -114,13 +115,12 @@ def _jobs(root: zarr.Group, path: Path, meta: dict, text: TextEncoder, video_fea
     jobs: list[FeatureJob] = []
 
     if "video" in n:
-        vids = load_video_features(video_features, path, n["video"], video_dim) if video_features else None
-        if vids is None:
+        if video_features:
+            vids = open_video_features(video_features, path, n["video"], video_dim)
+            jobs.append(FeatureJob("video", n["video"], vids.dim, f"import:{video_features}", vids.encode, vids.report))
+        else:
             d = int(video_dim or 1)
             jobs.append(FeatureJob("video", n["video"], d, "none (zeros)", lambda lo, hi, d=d: np.zeros((hi - lo, d))))
-        else:
-            jobs.append(FeatureJob("video", n["video"], vids.shape[1], f"import:{video_features}",
-                                   lambda lo, hi, v=vids: np.asarray(v[lo:hi], dtype=np.float64)))
     for t, c in TIME_TYPES.items():
         if t in n:
             secs = col(c)
@@ -220,6 +220,8 @@ def featurize_store(
                 visual = job.dim - len(sample_feature_names())
                 info.update(parts={"visual": [0, visual], "sample": [visual, job.dim]},
                             sample_columns=sample_feature_names())
+            if job.report is not None:
+                info["import"] = dict(job.report)
             done_meta[job.node_type] = info
             meta["features"] = done_meta
             root.attrs["graphstore"] = meta
