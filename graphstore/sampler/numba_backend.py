@@ -187,12 +187,18 @@ def draw(kind, identity, head_index, indptr, indices, members, lo, hi,
 
 @njit(nogil=True, cache=True)
 def relabel(heads, node_map, nodes, n):
-    """Local ids of heads in first-seen order; new nodes appended to nodes[n:] (n = -1: bad id)."""
+    """Local ids of heads in first-seen order; new nodes appended to nodes[n:].
+
+    All or nothing: on an id outside the map it undoes its own additions and returns n = -1.
+    """
     rows = np.empty(heads.shape[0], np.int64)
     size = node_map.shape[0]
+    n0 = n
     for j in range(heads.shape[0]):
         g = heads[j]
         if g < 0 or g >= size:
+            for i in range(n0, n):
+                node_map[nodes[i]] = -1
             return rows, np.int64(-1)
         loc = node_map[g]
         if loc < 0:
