@@ -28,25 +28,7 @@ from graphstore.topology import Relation
 
 def edge_index(rel: Relation, num_videos: int) -> np.ndarray:
     """All (head, tail) pairs of one relation as an int64 [2, E] array (buckets written out)."""
-    tails = np.arange(num_videos, dtype=np.int64)
-    if rel.kind == "aligned":
-        heads = tails.copy() if rel.head_index is None else np.asarray(rel.head_index, dtype=np.int64)
-        return np.stack([heads, tails])
-    if rel.kind in ("range", "csc"):
-        indptr = np.asarray(rel.indptr, dtype=np.int64)
-        starts, deg = indptr[:-1], np.diff(indptr)
-    else:
-        starts = np.asarray(rel.lo, dtype=np.int64)
-        deg = np.asarray(rel.hi, dtype=np.int64) - starts
-    total = int(deg.sum())
-    pos = np.arange(total, dtype=np.int64) + np.repeat(starts - (np.cumsum(deg) - deg), deg)
-    if rel.kind == "csc":
-        heads = np.asarray(rel.indices, dtype=np.int64)[pos]
-    elif rel.kind == "bucket" and rel.members is not None:
-        heads = np.asarray(rel.members, dtype=np.int64)[pos]
-    else:
-        heads = pos
-    return np.stack([heads, np.repeat(tails, deg)])
+    return rel.edge_index(num_videos)
 
 
 def materialise(store: GraphStore):

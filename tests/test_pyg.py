@@ -92,6 +92,28 @@ def test_raw_arrays_mapped_within_the_budget_read_with_pread_past_it(pyg_store):
         make_loader(pyg_store, raw_read="fast")
 
 
+@pytest.mark.parametrize("layout", ["csc", "coo"])
+def test_graph_store_edge_index_lists_every_edge(pyg_store, layout):
+    from torch_geometric.data import EdgeAttr
+    from torch_geometric.data.graph_store import EdgeLayout
+
+    from graphstore.pyg import GraphStoreGraphStore
+
+    graph = GraphStoreGraphStore(pyg_store)
+    nv = pyg_store.num_nodes("video")
+    assert len(graph.edge_types) == len(pyg_store.relations)
+    for et in graph.edge_types:
+        want = [pyg_store.in_neighbors(et[1], v).tolist() for v in range(nv)]
+        row, second = graph._get_edge_index(EdgeAttr(et, EdgeLayout(layout)))
+        assert row.dtype == second.dtype == torch.int64
+        assert row.tolist() == [h for heads in want for h in heads], et
+        assert len(row) == pyg_store.num_edges(et[1])
+        if layout == "csc":
+            assert second.tolist() == np.cumsum([0] + [len(h) for h in want]).tolist(), et
+        else:
+            assert second.tolist() == [v for v, heads in enumerate(want) for _ in heads], et
+
+
 def test_relations_and_drop_features(pyg_store):
     rels = ["is_title_of", "has_same_topic_as"]
     b = next(iter(make_loader(pyg_store, fanouts=[2], batch_size=8, relations=rels, drop_features=("title",))))

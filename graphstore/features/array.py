@@ -316,6 +316,15 @@ class FeatureArray:
         """Drop all cached chunks (the next gather is cold)."""
         self._pid = -1
 
+    def close(self) -> None:
+        """Closes this array's chunk files and drops its cache and maps (a later gather reopens them)."""
+        if self._pid == os.getpid() and self._chunk_fds is not None:
+            _close_fds(self._chunk_fds)
+            self._chunk_fds[:] = -1  # the finalizer holds the same array: it must not close reused numbers
+        for name in ("_chunk_fds", "_maps", "_bases", "_cache", "_slab", "_zarr"):
+            self.__dict__.pop(name, None)
+        self._pid = -1
+
     # --- internals ----------------------------------------------------------------------
     def _ensure_open(self) -> None:
         if self._pid == os.getpid():
