@@ -297,7 +297,6 @@ def test_output_contract(store):
     sampler = NeighborSampler(store, [4, 3], seed=1)
     out = sampler.sample(seeds)
     assert sampler.backend == out.backend == ("cpp" if cpp_backend.available() else "numba")
-    assert out.edge is None and out.batch is None
     np.testing.assert_array_equal(out.node["video"][:16], seeds)
     assert set(out.node) == {"video"} | {et[0] for et in out.row}
     assert set(out.row) == {(r.head, r.name, "video") for r in store.relations}
