@@ -6,10 +6,12 @@ import json
 import os
 from pathlib import Path
 
+from graphstore.cli import add_store_argument, store_path
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("info", help="print nodes per type, edges per relation and bytes on disk per part")
-    p.add_argument("store")
+    add_store_argument(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--verify", action="store_true", help="recompute every array checksum; exit 1 on a mismatch")
     p.set_defaults(func=run)
@@ -38,7 +40,7 @@ def store_info(store) -> dict:
 def run(args: argparse.Namespace) -> int:
     from graphstore.store import GraphStore
 
-    store = GraphStore.open(args.store)
+    store = GraphStore.open(store_path(args))
     info = store_info(store)
     if args.verify:
         info["corrupt_arrays"] = store.verify()
