@@ -18,7 +18,7 @@ from graphstore.sampler.reference import reference_sample
 from graphstore.store import GraphStore
 from graphstore.topology import Relation, Topology
 from tests.forking import run_in_fork
-from tests.xsvideo_fixtures import make_records, write_xsvideo
+from tests.xsvideo_fixtures import brute_force_in_neighbors, head_keys, make_records, write_xsvideo
 
 BACKENDS = ["numba"] + (["cpp"] if cpp_backend.available() else [])
 KINDS = {"aligned": "is_platform_of", "aligned_identity": "is_title_of", "range": "is_comment_of",
@@ -26,9 +26,14 @@ KINDS = {"aligned": "is_platform_of", "aligned_identity": "is_title_of", "range"
 
 
 @pytest.fixture(scope="session")
-def store(tmp_path_factory) -> GraphStore:
+def records() -> dict[str, dict]:
+    return make_records(120, seed=5)
+
+
+@pytest.fixture(scope="session")
+def store(tmp_path_factory, records) -> GraphStore:
     tmp = tmp_path_factory.mktemp("sampler")
-    src = write_xsvideo(tmp / "xs.json", make_records(120, seed=5))
+    src = write_xsvideo(tmp / "xs.json", records)
     return GraphStore.open(build_store(src, tmp / "store", featurize=False, progress=False))
 
 
@@ -320,7 +325,6 @@ def test_output_contract(store):
 
 
 def test_to_pyg_output(store):
-    pytest.importorskip("torch_geometric")
     import torch
 
     out = NeighborSampler(store, [2], seed=0).sample(_seeds(store, 8)).to_pyg()
@@ -474,8 +478,44 @@ def test_bench_materialises_every_edge(store, bench_module):
         assert ei.shape[1] == store.num_edges(rel.name)
 
 
+def _brute_force_expansion(expected: dict[str, dict[str, set[str]]], seeds: list[str],
+                           hops: int) -> tuple[dict[str, set[tuple[str, str]]], set[str]]:
+    """Full-fanout edges (head key, tail sample id) per relation and the videos reached, hop by hop."""
+    edges: dict[str, set[tuple[str, str]]] = {rel: set() for rel in expected}
+    reached, frontier = set(seeds), set(seeds)
+    for _ in range(hops):
+        new = set()
+        for rel, by_tail in expected.items():
+            for tail in frontier:
+                heads = by_tail.get(tail, set())
+                edges[rel] |= {(h, tail) for h in heads}
+                if rel in ("has_same_topic_as", "has_same_author_as", "is_history_of"):
+                    new |= heads - reached
+        reached |= new
+        frontier = new
+    return edges, reached
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_full_neighbourhood_equals_brute_force_from_input(store, records, backend):
+    """The always-running external oracle: in-neighbour sets computed from the raw records in plain Python."""
+    keys = head_keys(store)
+    seeds = _seeds(store, 12, seed=2)
+    want_edges, want_videos = _brute_force_expansion(brute_force_in_neighbors(records),
+                                                     [keys["video"][v] for v in seeds.tolist()], hops=2)
+    out = NeighborSampler(store, [-1, -1], backend=backend).sample(seeds)
+    assert {keys["video"][v] for v in out.node["video"].tolist()} == want_videos
+    for et in out.row:
+        pairs = list(zip(out.global_row(et).tolist(), out.global_col(et).tolist()))
+        assert len(pairs) == len(set(pairs)), f"{et}: an edge sampled twice"
+        got = {(keys[et[0]][h], keys["video"][t]) for h, t in pairs}
+        assert got == want_edges[et[1]], et
+        assert {keys[et[0]][n] for n in out.node[et[0]].tolist()} >= {h for h, _ in got}
+    assert sum(len(e) for e in want_edges.values()) > 100  # the oracle is not vacuous
+
+
 def test_full_neighbourhood_equals_pyg(store, bench_module):
-    if bench_module.pyg_backend() is None:
+    if bench_module.pyg_backend() is None:  # optional (`.[bench]`); the brute-force oracle above always runs
         pytest.skip("PyG cannot sample here (neither pyg-lib nor torch-sparse)")
     import torch
     from torch_geometric.sampler import NeighborSampler as PygSampler, NodeSamplerInput
