@@ -13,22 +13,13 @@ from graphstore.features import array as array_module
 from graphstore.features import featurize_store
 from graphstore.pyg import make_loader
 from graphstore.store import GraphStore
-from tests.xsvideo_fixtures import make_records, write_xsvideo
-
-
-def _with_learnable_levels(records: dict[str, dict], seed: int = 0) -> dict[str, dict]:
-    """Log-uniform likes and level = int(2 * log10(likes + 1)): a label the likes node's features determine."""
-    rng = np.random.default_rng(seed)
-    for r in records.values():
-        r["likes"] = int(10 ** rng.uniform(0, 4.9))
-        r["level"] = min(9, int(2 * np.log10(r["likes"] + 1)))
-    return records
+from tests.xsvideo_fixtures import make_records, with_learnable_levels, write_xsvideo
 
 
 @pytest.fixture(scope="session")
 def pyg_store(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("pyg")
-    src = write_xsvideo(tmp / "xs.json", _with_learnable_levels(make_records(80, seed=5)))
+    src = write_xsvideo(tmp / "xs.json", with_learnable_levels(make_records(80, seed=5)))
     path = build_store(src, tmp / "store", featurize=False, progress=False)
     featurize_store(path, progress=False, text_dim=32)
     return GraphStore.open(path)

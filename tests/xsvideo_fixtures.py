@@ -47,6 +47,19 @@ def make_records(n_videos: int = 40, seed: int = 0) -> dict[str, dict]:
     return records
 
 
+def with_learnable_levels(records: dict[str, dict], seed: int = 0) -> dict[str, dict]:
+    """Log-uniform likes and level = int(2 * log10(likes + 1)), in place: labels the likes features determine.
+
+    make_records draws levels uniformly at random, unrelated to any input: a model's training loss
+    still falls on them (it fits the mean), so a test of learning needs labels like these.
+    """
+    rng = np.random.default_rng(seed)
+    for r in records.values():
+        r["likes"] = int(10 ** rng.uniform(0, 4.9))
+        r["level"] = min(9, int(2 * np.log10(r["likes"] + 1)))
+    return records
+
+
 def to_xsvideo(records: dict[str, dict]) -> dict[str, dict]:
     """Format 1: Chinese keys, comments as an object keyed by comment id."""
     out = {}

@@ -5,8 +5,12 @@ import argparse
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from graphstore.cli import add_store_argument, store_path
+
+if TYPE_CHECKING:
+    from graphstore.store import GraphStore
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -24,7 +28,7 @@ def disk_usage(path: Path) -> int:
     return sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(path) for f in files)
 
 
-def store_info(store) -> dict:
+def store_info(store: GraphStore) -> dict:
     """Counts and sizes of a store, as a dict."""
     parts = {p.name: disk_usage(p) for p in sorted(store.path.iterdir()) if p.name != "zarr.json"}
     return {

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 import json
 import resource
 import sys
@@ -12,6 +14,9 @@ import numpy as np
 
 from graphstore.cli import add_fanouts_argument, add_store_argument, non_negative_int, positive_int, store_path
 from graphstore.errors import UserError
+
+if TYPE_CHECKING:
+    from graphstore.sampler import NeighborSampler
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -53,7 +58,7 @@ class SampleReport:
     peak_rss_mb: float
 
 
-def seed_batches(pool: np.ndarray, batch_size: int, count: int, seed: int):
+def seed_batches(pool: np.ndarray, batch_size: int, count: int, seed: int) -> Iterator[np.ndarray]:
     """`count` batches of distinct seeds: slices of shuffled passes over the pool."""
     rng = np.random.default_rng(seed)
     order, pos = rng.permutation(pool), 0
@@ -69,7 +74,7 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def measure(sampler, pool: np.ndarray, batch_size: int, batches: int, warmup: int, seed: int,
+def measure(sampler: NeighborSampler, pool: np.ndarray, batch_size: int, batches: int, warmup: int, seed: int,
             progress: bool = False) -> dict:
     """Runs warmup + timed batches; per-batch seconds, edges and nodes of the timed ones."""
     from tqdm import tqdm

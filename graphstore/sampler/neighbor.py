@@ -15,6 +15,8 @@ from graphstore.sampler.output import SampleOutput
 from graphstore.topology import Relation, Topology
 
 if TYPE_CHECKING:
+    from graphstore.sampler.cpp_backend import CppBackend
+    from graphstore.sampler.numba_backend import NumbaBackend
     from graphstore.store import GraphStore
 
 log = logging.getLogger(__name__)
@@ -173,7 +175,7 @@ def kernel_relation(index: int, rel: Relation, num_nodes: Mapping[str, int]) -> 
     )
 
 
-def make_backend(backend: str, num_threads: int | None):
+def make_backend(backend: str, num_threads: int | None) -> CppBackend | NumbaBackend:
     """The kernel backend object for a name ('auto': C++ when built, else Numba)."""
     from graphstore.sampler import cpp_backend
 

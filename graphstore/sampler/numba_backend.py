@@ -2,12 +2,16 @@
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 import numba
 import numpy as np
 from numba import njit, prange
 
 from graphstore.sampler import rng
+
+if TYPE_CHECKING:
+    from graphstore.sampler.neighbor import KernelRelation
 
 _GOLDEN = np.uint64(rng.GOLDEN)
 _MIX1 = np.uint64(rng.MIX1)
@@ -215,14 +219,17 @@ class NumbaBackend:
 
     name = "numba"
 
-    def __init__(self, num_threads: int | None):
+    def __init__(self, num_threads: int | None) -> None:
         self.num_threads = min(num_threads or numba.config.NUMBA_NUM_THREADS, numba.config.NUMBA_NUM_THREADS)
 
-    def draw(self, rel, frontier, tail0, k, replace, rel_key):
+    def draw(self, rel: KernelRelation, frontier: np.ndarray, tail0: int, k: int, replace: bool,
+             rel_key: int) -> tuple[np.ndarray, np.ndarray]:
+        """(global heads, local tail ids) of one relation over a frontier."""
         numba.set_num_threads(self.num_threads)
         return draw(rel.kind_code, rel.identity, rel.head_index, rel.indptr, rel.indices, rel.members,
                     rel.lo, rel.hi, frontier, np.int64(tail0), np.int64(k), bool(replace), np.uint64(rel_key),
                     parallel=self.num_threads > 1 and os.getpid() == _LOADED_IN_PID)
 
-    def relabel(self, heads, node_map, nodes, n):
+    def relabel(self, heads: np.ndarray, node_map: np.ndarray, nodes: np.ndarray, n: int) -> tuple[np.ndarray, int]:
+        """(local ids of heads, new node count); n = -1 and the map untouched on an out-of-range head."""
         return relabel(heads, node_map, nodes, np.int64(n))

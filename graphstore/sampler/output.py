@@ -10,8 +10,12 @@ video. `num_sampled_nodes[type]` has num_hops + 1 entries (entry 0: the seeds) a
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from torch_geometric.sampler import HeteroSamplerOutput
 
 EdgeType = tuple[str, str, str]
 
@@ -45,7 +49,7 @@ class SampleOutput:
         """Global tail (video) ids of the sampled edges of one edge type."""
         return self.node[edge_type[2]][self.col[edge_type]]
 
-    def to_pyg(self):
+    def to_pyg(self) -> HeteroSamplerOutput:
         """A torch_geometric.sampler.HeteroSamplerOutput with int64 torch tensors."""
         import torch
         from torch_geometric.sampler import HeteroSamplerOutput
