@@ -18,6 +18,7 @@ import torch
 import zarr
 from zarr.codecs import BloscCodec, BloscShuffle
 
+from graphstore.cli import add_fanouts_argument
 from graphstore.features import array as array_module
 from graphstore.features.array import FeatureArray
 from graphstore.store import GraphStore
@@ -84,7 +85,7 @@ def main() -> None:
     ap.add_argument("--type", default="comment")
     ap.add_argument("--batches", type=int, default=40)
     ap.add_argument("--batch-rows", type=int, default=4096, help="ids per uniform gather")
-    ap.add_argument("--fanouts", default="10,10")
+    add_fanouts_argument(ap, default=[10, 10], help="neighbours per relation and hop")
     ap.add_argument("--cache-mb", type=int, default=64)
     ap.add_argument("--workdir", default="/tmp/gather_bench")
     ap.add_argument("--seed", type=int, default=0)
@@ -102,7 +103,7 @@ def main() -> None:
     uniform = [rng.integers(0, n, args.batch_rows) for _ in range(args.batches)]
     from graphstore.sampler import NeighborSampler
 
-    sampler = NeighborSampler(store, [int(f) for f in args.fanouts.split(",")], seed=args.seed)
+    sampler = NeighborSampler(store, args.fanouts, seed=args.seed)
     train = store.split("train")
     sampled = []
     for b in range(args.batches):

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from graphstore.cli import add_fanouts_argument
 from graphstore.pyg import make_loader
 from graphstore.store import GraphStore
 
@@ -80,7 +81,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3, help="timed rounds, alternating between the loaders")
     ap.add_argument("--warmup", type=int, default=10, help="untimed batches per loader before the rounds")
     ap.add_argument("--batch-size", type=int, default=512)
-    ap.add_argument("--fanouts", default="10,10")
+    add_fanouts_argument(ap, default=[10, 10], help="neighbours per relation and hop")
     ap.add_argument("--cache-mb", type=int, default=1024)
     ap.add_argument("--num-workers", type=int, default=0)
     ap.add_argument("--raw-read", default="auto", choices=["auto", "mmap", "pread"],
@@ -91,7 +92,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     store = GraphStore.open(args.store)
-    fanouts = [int(f) for f in args.fanouts.split(",")]
+    fanouts = args.fanouts
     res = {"store": str(store.path), "videos": store.num_nodes("video"), "fanouts": fanouts,
            "batch_size": args.batch_size, "cache_mb": args.cache_mb, "threads": args.threads,
            "num_workers": args.num_workers, "warmup_batches": args.warmup, "rounds": args.rounds,

@@ -20,7 +20,8 @@ import numpy as np
 import torch
 
 from graphstore.atomic import write_json
-from graphstore.commands.sample import parse_fanout_list, peak_rss_mb, seed_batches
+from graphstore.cli import add_fanouts_argument
+from graphstore.commands.sample import peak_rss_mb, seed_batches
 from graphstore.sampler import NeighborSampler
 from graphstore.store import GraphStore
 from graphstore.topology import Relation
@@ -28,25 +29,7 @@ from graphstore.topology import Relation
 
 def edge_index(rel: Relation, num_videos: int) -> np.ndarray:
     """All (head, tail) pairs of one relation as an int64 [2, E] array (buckets written out)."""
-    tails = np.arange(num_videos, dtype=np.int64)
-    if rel.kind == "aligned":
-        heads = tails.copy() if rel.head_index is None else np.asarray(rel.head_index, dtype=np.int64)
-        return np.stack([heads, tails])
-    if rel.kind in ("range", "csc"):
-        indptr = np.asarray(rel.indptr, dtype=np.int64)
-        starts, deg = indptr[:-1], np.diff(indptr)
-    else:
-        starts = np.asarray(rel.lo, dtype=np.int64)
-        deg = np.asarray(rel.hi, dtype=np.int64) - starts
-    total = int(deg.sum())
-    pos = np.arange(total, dtype=np.int64) + np.repeat(starts - (np.cumsum(deg) - deg), deg)
-    if rel.kind == "csc":
-        heads = np.asarray(rel.indices, dtype=np.int64)[pos]
-    elif rel.kind == "bucket" and rel.members is not None:
-        heads = np.asarray(rel.members, dtype=np.int64)[pos]
-    else:
-        heads = pos
-    return np.stack([heads, np.repeat(tails, deg)])
+    return rel.edge_index(num_videos)
 
 
 def materialise(store: GraphStore):
@@ -110,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--store", required=True)
     ap.add_argument("--batch-size", type=int, default=512)
-    ap.add_argument("--fanouts", default="50,51")
+    add_fanouts_argument(ap, default=[50, 51], help="neighbours per relation and hop")
     ap.add_argument("--batches", type=int, default=10, help="batches per round and sampler")
     ap.add_argument("--rounds", type=int, default=3, help="alternating rounds (ours, PyG, ours, PyG, ...)")
     ap.add_argument("--threads", type=int, default=2)
@@ -120,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json-out", default=None, help="write the figures as JSON here")
     args = ap.parse_args(argv)
 
-    fanouts = parse_fanout_list(args.fanouts)
+    fanouts = args.fanouts
     torch.set_num_threads(args.threads)
     store = GraphStore.open(args.store)
     pool = store.split("train")

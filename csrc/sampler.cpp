@@ -2,7 +2,8 @@
 // the RNG and draw algorithm; this file implements the same arithmetic bit for bit).
 // draw():    serial count pass + prefix sum, then the fill pass, OpenMP over frontier tails when
 //            it draws at least kParallelMinDraws edges (GIL released throughout).
-// relabel(): sequential first-seen relabel through a dense int32 node map, GIL released.
+// relabel(): sequential first-seen relabel through a dense int32 node map, GIL released; all or
+//            nothing: on an out-of-range id it undoes its own additions and returns n = -1.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
@@ -208,6 +209,7 @@ py::tuple relabel(py::array_t<int64_t, py::array::c_style> heads,
   const int64_t map_size = node_map.size();
   py::array_t<int64_t> rows(m);
   int64_t *rp = rows.mutable_data();
+  const int64_t n0 = n;
   bool bad = false;
   {
     py::gil_scoped_release release;
@@ -225,8 +227,11 @@ py::tuple relabel(py::array_t<int64_t, py::array::c_style> heads,
       }
       rp[j] = loc;
     }
+    // All or nothing: forget the nodes this call added, so the map is as the caller left it.
+    if (bad)
+      for (int64_t i = n0; i < n; ++i) mp[np_[i]] = -1;
   }
-  if (bad) return py::make_tuple(rows, static_cast<int64_t>(-1));  // the caller names the error
+  if (bad) return py::make_tuple(rows, static_cast<int64_t>(-1));  // the caller names the bad id
   return py::make_tuple(rows, n);
 }
 
@@ -243,6 +248,7 @@ PYBIND11_MODULE(_sampler_cpp, m) {
   m.def("relabel", &relabel, "First-seen relabel through a dense node map", py::arg("heads"),
         py::arg("node_map"), py::arg("nodes"), py::arg("n"));
   m.def("max_threads", &gs::max_threads, "OpenMP's default thread count");
+  m.attr("parallel_min_draws") = kParallelMinDraws;
 #ifdef _OPENMP
   m.attr("openmp") = true;
 #else

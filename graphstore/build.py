@@ -15,13 +15,12 @@ import zarr
 from graphstore.errors import InputRecordError, UserError
 from graphstore.ingest import ingest
 from graphstore.schema import (
-    ATTRIBUTE_RELATIONS, COUNT_FIELDS, DEFAULT_CUTOFF, DEFAULT_VAL_DAYS, FORMAT_VERSION, NODE_TYPES,
+    ATTRIBUTE_RELATIONS, COUNT_FIELDS, DAY, DEFAULT_CUTOFF, DEFAULT_VAL_DAYS, FORMAT_VERSION, NODE_TYPES,
     PLATFORMS, RELATIONS,
 )
 from graphstore.zarr_io import array_checksum, write_array
 
 log = logging.getLogger(__name__)
-DAY = 86_400
 
 
 def build_store(

@@ -1,21 +1,128 @@
-"""`graphstore` command line: one sub-command per module in graphstore.commands."""
+"""`graphstore` command line: one sub-command per module in graphstore.commands.
+
+This module is also the runner of the `netgpt` command line, and holds the argument types and
+options both share (fanouts, the store, positive counts), so that both read them the same way.
+"""
 from __future__ import annotations
 
 import argparse
 import importlib
 import os
+import re
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from graphstore.errors import UserError
 
 COMMANDS = ("synth", "build", "info", "query", "sample", "featurize")
+DESCRIPTION = "Build, inspect, query and sample an out-of-core XS-Video graph store."
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Appends each option's default to its help, unless the help states it or there is none to state."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text or action.default is None or action.default is argparse.SUPPRESS or action.nargs == 0:
+            return text
+        return super()._get_help_string(action)
+
+    def _format_args(self, action: argparse.Action, default_metavar: str) -> str:
+        text = super()._format_args(action, default_metavar)
+        if not action.option_strings and not action.required and action.nargs is None:
+            return f"[{text}]"  # a positional that may come as an option instead (STORE / --store)
+        return text
+
+
+class CommandParser(argparse.ArgumentParser):
+    """An ArgumentParser whose help shows defaults; its sub-command parsers are CommandParsers too."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
+# --- argument types shared by both command lines ------------------------------------------------
+def _int(text: str, lowest: int, what: str) -> int:
+    """`text` as an int >= lowest; ArgumentTypeError (argparse's usage error, exit status 2) otherwise."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < lowest:
+        raise argparse.ArgumentTypeError(f"{value} is not {what}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1."""
+    return _int(text, 1, "a positive integer (>= 1)")
+
+
+def non_negative_int(text: str) -> int:
+    """An argparse type: an integer >= 0."""
+    return _int(text, 0, "a non-negative integer (>= 0)")
+
+
+def fanout_list(text: str) -> list[int]:
+    """An argparse type: '10,10', '10 10' or '10' -> [10, 10] / [10]; each fanout an int >= -1."""
+    parts = [p for p in re.split(r"[,\s]+", text.strip()) if p]
+    try:
+        fanouts = [int(p) for p in parts]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected integers such as 10,10 or 10 10") from None
+    if not fanouts or any(k < -1 for k in fanouts):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected one integer >= -1 per hop (0: skip, -1: all)")
+    return fanouts
+
+
+class _JoinFanouts(argparse.Action):
+    """Joins the hops of every value given (`--fanouts 10,10` and `--fanouts 10 10` are the same)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        setattr(namespace, self.dest, [k for hops in values for k in hops])
+
+
+def add_fanouts_argument(parser: argparse.ArgumentParser, default: Sequence[int] | None, help: str) -> None:
+    """`--fanouts K [K ...]`: one fanout per hop, comma or space separated (args.fanouts: list[int] or None)."""
+    shown = f" (default: {','.join(map(str, default))})" if default else ""
+    parser.add_argument("--fanouts", nargs="+", type=fanout_list, action=_JoinFanouts, metavar="K",
+                        default=list(default) if default else None,
+                        help=f"{help}; one per hop, comma or space separated (10,10 or 10 10; 0: skip, -1: all)"
+                             f"{shown}")
+
+
+def add_store_argument(parser: argparse.ArgumentParser, help: str = "store directory built by `graphstore build`",
+                       required: bool = True) -> None:
+    """The store, as a positional STORE or as --store STORE (read it with `store_path(args)`)."""
+    positional = parser.add_argument("store", metavar="STORE", nargs=None, default=None,
+                                     help=f"{help} (or give it as --store STORE)")
+    # optional although nargs=None: it then takes exactly one word when present, never an empty match,
+    # so options may come before or after it, and the --store form leaves it unset
+    positional.required = False
+    parser.add_argument("--store", dest="store_flag", metavar="STORE", default=None,
+                        help="the store, as an option (same as the positional STORE)")
+    parser.set_defaults(store_required=required)
+
+
+def store_path(args: argparse.Namespace) -> str | None:
+    """The store given as STORE or --store; UserError if they differ, or if a required store is missing."""
+    positional, flag = getattr(args, "store", None), getattr(args, "store_flag", None)
+    if positional is not None and flag is not None and os.path.abspath(positional) != os.path.abspath(flag):
+        raise UserError(f"two different stores given: STORE {positional!r} and --store {flag!r}")
+    path = positional if positional is not None else flag
+    if path is None and getattr(args, "store_required", True):
+        raise UserError("no store given: pass STORE or --store STORE")
+    return path
+
+
+# --- the runner ------------------------------------------------------------------------------
 def build_parser(prog: str = "graphstore", package: str = "graphstore.commands",
-                 commands: Sequence[str] | None = None, description: str | None = __doc__) -> argparse.ArgumentParser:
+                 commands: Sequence[str] | None = None, description: str | None = DESCRIPTION) -> argparse.ArgumentParser:
     """A parser with one sub-command per module `package.<name>` (each has `register(sub)`)."""
-    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser = CommandParser(prog=prog, description=description)
     sub = parser.add_subparsers(dest="command", required=True)
     for name in COMMANDS if commands is None else commands:
         importlib.import_module(f"{package}.{name}").register(sub)
@@ -23,8 +130,11 @@ def build_parser(prog: str = "graphstore", package: str = "graphstore.commands",
 
 
 def run_parser(parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
-    """Run the chosen sub-command; a UserError becomes a one-line message and exit status 2."""
-    args = parser.parse_args(argv)
+    """Run the chosen sub-command; usage errors and UserErrors become one line and exit status 2."""
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a usage error (2), already printed by argparse
+        return exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 2
     try:
         return int(args.func(args) or 0)
     except UserError as exc:
@@ -39,6 +149,7 @@ def run_parser(parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `graphstore` command."""
     return run_parser(build_parser(), argv)
 
 

@@ -3,25 +3,33 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from torch_geometric.data import EdgeAttr, FeatureStore, GraphStore, TensorAttr
+from torch_geometric.data import EdgeAttr, FeatureStore, TensorAttr
+from torch_geometric.data import GraphStore as PygGraphStore
 from torch_geometric.data.graph_store import EdgeLayout
 from torch_geometric.loader import NodeLoader
 from torch_geometric.sampler import BaseSampler, HeteroSamplerOutput, NodeSamplerInput
 
 from graphstore.errors import UserError
 from graphstore.features.array import RAW_READS, FeatureArray, open_feature
+from graphstore.store import GraphStore
 
-DEFAULT_CACHE_BYTES = 1 << 30
+if TYPE_CHECKING:
+    from graphstore.sampler import NeighborSampler
+
+# feature memory of one loader process, shared by all the feature arrays it opens: chunk caches plus
+# the raw arrays memory-mapped while they fit (a FeatureArray opened alone has CHUNK_CACHE_BYTES)
+LOADER_FEATURE_BYTES = 1 << 30
+
+StoreLike = GraphStore | str | Path
 
 
-def _store(store) -> Any:
-    from graphstore.store import GraphStore as GS
-
-    return store if isinstance(store, GS) else GS.open(Path(store))
+def _store(store: StoreLike) -> GraphStore:
+    """The store itself, or the store opened at a path."""
+    return store if isinstance(store, GraphStore) else GraphStore.open(Path(store))
 
 
 def _shared_float32(shape: tuple[int, int]) -> torch.Tensor:
@@ -33,8 +41,9 @@ def _shared_float32(shape: tuple[int, int]) -> torch.Tensor:
 class GraphStoreFeatureStore(FeatureStore):
     """Read-only PyG FeatureStore: `x` of every featurized node type (float32) and `y` (level) of videos."""
 
-    def __init__(self, store, node_types: Sequence[str] | None = None, cache_bytes: int = DEFAULT_CACHE_BYTES,
-                 drop_features: Sequence[str] = (), raw_read: str = "auto"):
+    def __init__(self, store: StoreLike, node_types: Sequence[str] | None = None,
+                 cache_bytes: int = LOADER_FEATURE_BYTES, drop_features: Sequence[str] = (),
+                 raw_read: str = "auto") -> None:
         super().__init__()
         store = _store(store)
         self.path = store.path
@@ -107,10 +116,10 @@ class GraphStoreFeatureStore(FeatureStore):
         raise UserError("GraphStoreFeatureStore is read-only")
 
 
-class GraphStoreGraphStore(GraphStore):
+class GraphStoreGraphStore(PygGraphStore):
     """Read-only PyG GraphStore: one edge type (head, relation, 'video') per relation, materialised on request."""
 
-    def __init__(self, store, relations: Sequence[str] | None = None):
+    def __init__(self, store: StoreLike, relations: Sequence[str] | None = None) -> None:
         super().__init__()
         self._store = _store(store)
         rels = [r for r in self._store.meta["relations"] if relations is None or r["name"] in relations]
@@ -121,22 +130,13 @@ class GraphStoreGraphStore(GraphStore):
         return [EdgeAttr(et, EdgeLayout.CSC, is_sorted=True, size=(self._n[et[0]], self._n[et[2]]))
                 for et in self.edge_types]
 
-    def _get_edge_index(self, edge_attr: EdgeAttr):
-        """CSC (indptr over videos, head ids); builds the full relation, so meant for small stores."""
-        et = edge_attr.edge_type
+    def _get_edge_index(self, edge_attr: EdgeAttr) -> tuple[torch.Tensor, torch.Tensor]:
+        """(row, colptr) in CSC layout, else (row, col): every edge of the relation written out (vectorised)."""
         nv = self._n["video"]
-        heads, tails = [], []
-        for v in range(nv):
-            h = self._store.in_neighbors(et[1], v)
-            heads.append(h)
-            tails.append(np.full(len(h), v, np.int64))
-        row = torch.from_numpy(np.concatenate(heads).astype(np.int64)) if heads else torch.zeros(0, dtype=torch.long)
-        counts = np.array([len(h) for h in heads], np.int64)
-        colptr = torch.from_numpy(np.concatenate([[0], np.cumsum(counts)]).astype(np.int64))
+        colptr, row = self._store.topology.relation(edge_attr.edge_type[1]).csc(nv)
         if edge_attr.layout == EdgeLayout.CSC:
-            return row, colptr
-        col = torch.from_numpy(np.concatenate(tails) if tails else np.zeros(0, np.int64))
-        return row, col
+            return torch.from_numpy(row), torch.from_numpy(colptr)
+        return torch.from_numpy(row), torch.from_numpy(np.repeat(np.arange(nv, dtype=np.int64), np.diff(colptr)))
 
     def _put_edge_index(self, edge_index, edge_attr: EdgeAttr) -> bool:
         raise UserError("GraphStoreGraphStore is read-only")
@@ -148,7 +148,8 @@ class GraphStoreGraphStore(GraphStore):
 class GraphStoreSampler(BaseSampler):
     """A PyG BaseSampler over graphstore.sampler.NeighborSampler (built lazily in each process)."""
 
-    def __init__(self, store, fanouts: Sequence[Any], seed: int = 0, relations: Sequence[str] | None = None):
+    def __init__(self, store: StoreLike, fanouts: Sequence[Any], seed: int = 0,
+                 relations: Sequence[str] | None = None) -> None:
         self.path = Path(getattr(store, "path", store))
         self.fanouts, self.seed, self.relations = list(fanouts), int(seed), relations
         self._sampler = None
@@ -158,12 +159,12 @@ class GraphStoreSampler(BaseSampler):
         return {**self.__dict__, "_sampler": None}
 
     @property
-    def sampler(self):
+    def sampler(self) -> NeighborSampler:
         if self._sampler is None:
             from graphstore.sampler import NeighborSampler
-            from graphstore.store import GraphStore as GS
 
-            self._sampler = NeighborSampler(GS.open(self.path), self.fanouts, seed=self.seed, relations=self.relations)
+            self._sampler = NeighborSampler(GraphStore.open(self.path), self.fanouts, seed=self.seed,
+                                            relations=self.relations)
         return self._sampler
 
     def sample_from_nodes(self, index: NodeSamplerInput, **kwargs) -> HeteroSamplerOutput:
@@ -180,7 +181,7 @@ class GraphStoreSampler(BaseSampler):
 
 
 def make_loader(
-    store,
+    store: StoreLike,
     split: str = "train",
     fanouts: Sequence[Any] = (10, 10),
     batch_size: int = 512,
@@ -189,10 +190,10 @@ def make_loader(
     seed: int = 0,
     relations: Sequence[str] | None = None,
     drop_features: Sequence[str] = (),
-    cache_bytes: int = DEFAULT_CACHE_BYTES,
+    cache_bytes: int = LOADER_FEATURE_BYTES,
     raw_read: str = "auto",
     seeds: np.ndarray | Sequence[int] | None = None,
-    **loader_kwargs,
+    **loader_kwargs: Any,
 ) -> NodeLoader:
     """A NodeLoader yielding HeteroData batches (x per type, edge_index per relation, video y/batch_size/n_id)."""
     gs = _store(store)

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 FORMAT_VERSION = 1
 
+DAY = 86_400  # seconds: timestamps are Unix seconds, and day numbers are timestamp // DAY
+
 PLATFORMS = ("抖音", "快手", "西瓜", "头条", "哔哩哔哩")
 PLATFORM_NAMES_EN = ("Douyin", "Kuaishou", "Xigua", "Toutiao", "Bilibili")
 

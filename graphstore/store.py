@@ -1,9 +1,10 @@
 """`GraphStore.open()`: a built store, topology memory-mapped, everything else read lazily."""
 from __future__ import annotations
 
+import weakref
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 import numpy as np
 import pyarrow as pa
@@ -15,19 +16,39 @@ from graphstore.schema import FORMAT_VERSION
 from graphstore.topology import Relation, Topology
 from graphstore.zarr_io import read_array
 
+if TYPE_CHECKING:
+    from graphstore.features.array import FeatureArray
+
 SPLITS = ("train", "val", "test")
 
 
 class GraphStore:
     """Read access to a store written by `graphstore build` (docs/FORMAT.md)."""
 
-    def __init__(self, path: Path, root: zarr.Group, meta: dict[str, Any]):
+    def __init__(self, path: Path, root: zarr.Group, meta: dict[str, Any]) -> None:
         self.path = path
         self.root = root
         self.meta = meta
+        self._features: weakref.WeakSet[FeatureArray] = weakref.WeakSet()
+        self.closed = False
+
+    def __enter__(self) -> GraphStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Closes the feature arrays this store opened and drops its memory-mapped topology and caches."""
+        for arr in list(self._features):
+            arr.close()
+        self._features.clear()
+        for name in ("topology", "_sample_ids", "_index_of", "_array_names"):
+            self.__dict__.pop(name, None)
+        self.closed = True
 
     @classmethod
-    def open(cls, path: str | Path, mode: str = "r") -> "GraphStore":
+    def open(cls, path: str | Path, mode: str = "r") -> GraphStore:
         """Open a store; raises UserError when `path` is not a store of a known version."""
         path = Path(path)
         if not (path / "zarr.json").is_file():
@@ -43,14 +64,21 @@ class GraphStore:
     # --- graph structure ---------------------------------------------------------------
     @property
     def node_types(self) -> list[str]:
+        """Node type names, in store order."""
         return list(self.meta["node_types"])
 
     def num_nodes(self, node_type: str) -> int:
-        return int(self.meta["node_types"][node_type])
+        """Number of nodes of a type; UserError naming an unknown type."""
+        counts = self.meta["node_types"]
+        if node_type not in counts:
+            raise UserError(f"unknown node type {node_type!r}; node types: {', '.join(counts)}")
+        return int(counts[node_type])
 
     @cached_property
     def topology(self) -> Topology:
         """All relations with their index arrays memory-mapped."""
+        if self.closed:
+            raise UserError(f"{self.path}: the store is closed")
         rels = {}
         for r in self.meta["relations"]:
             arrays = {}
@@ -68,25 +96,21 @@ class GraphStore:
 
     @property
     def relations(self) -> list[Relation]:
+        """All relations, in store order."""
         return list(self.topology.relations.values())
 
-    def _relation(self, relation: str) -> Relation:
-        try:
-            return self.topology.relations[relation]
-        except KeyError:
-            raise UserError(f"unknown relation {relation!r}; known: {', '.join(self.topology.relations)}") from None
-
     def num_edges(self, relation: str) -> int:
-        """Logical edge count of a relation (implicit bucket edges counted)."""
-        self._relation(relation)
+        """Logical edge count of a relation (implicit bucket edges counted); UserError if unknown."""
+        self.topology.relation(relation)
         return int(next(r["num_edges"] for r in self.meta["relations"] if r["name"] == relation))
 
     def in_degree(self, relation: str, v: int) -> int:
-        return self._relation(relation).in_degree(int(v))
+        """In-degree of video v; UserError naming an unknown relation or an id outside 0..num_videos-1."""
+        return self.topology.in_degree(relation, v)
 
     def in_neighbors(self, relation: str, v: int) -> np.ndarray:
-        """Exact global head ids of video v's in-neighbours in `relation`."""
-        return self._relation(relation).in_neighbors(int(v))
+        """Exact global head ids of video v's in-neighbours; UserError on an unknown relation or bad id."""
+        return self.topology.in_neighbors(relation, v)
 
     # --- columns, labels, splits --------------------------------------------------------
     def column(self, name: str) -> np.ndarray:
@@ -145,11 +169,14 @@ class GraphStore:
         return np.asarray(out, dtype=np.int64)
 
     # --- features and embeddings --------------------------------------------------------
-    def features(self, node_type: str, name: str = "x"):
-        """A feature matrix of `node_type`, read lazily by chunk (see graphstore.features)."""
+    def features(self, node_type: str, name: str = "x") -> FeatureArray:
+        """A feature matrix of `node_type`, read lazily by chunk (closed with the store)."""
         from graphstore.features import open_feature
 
-        return open_feature(self, node_type, name)
+        self.num_nodes(node_type)
+        arr = open_feature(self, node_type, name)
+        self._features.add(arr)
+        return arr
 
     def embeddings(self, run_name: str) -> zarr.Array:
         """Stage-1 video embeddings written by `netgpt embed`."""

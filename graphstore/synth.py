@@ -35,7 +35,7 @@ import orjson
 from tqdm import tqdm
 
 from graphstore.errors import UserError
-from graphstore.schema import INTERACTION_THRESHOLDS, PLATFORMS, VIEW_THRESHOLDS, XSVIDEO_KEYS
+from graphstore.schema import DAY, INTERACTION_THRESHOLDS, PLATFORMS, VIEW_THRESHOLDS, XSVIDEO_KEYS
 
 # Published full-scale counts (PAPER_NOTES.md / the store issue).
 FULL = {
@@ -49,7 +49,6 @@ PLATFORM_SHARES = (0.53, 0.12, 0.18, 0.11, 0.06)  # Douyin, Kuaishou, Xigua, Tou
 # Raw count = aligned count / factor: Douyin inflates counts, Xigua/Toutiao deflate them (Kuaishou = 1).
 PLATFORM_FACTORS = (0.45, 1.0, 2.2, 2.6, 1.5)
 AUTHORS_PER_VIDEO = 0.36
-_DAY = 86_400
 _EN_TO_ZH = {v: k for k, v in XSVIDEO_KEYS.items()}
 
 
@@ -365,10 +364,10 @@ def synthesize(out_path: str | Path, scale: float = 0.01, seed: int = 0, fmt: st
     factor_v = np.asarray(PLATFORM_FACTORS)[platform_v]
 
     start = _start_ts()
-    post_ts_v = start + np.round(post * _DAY).astype(np.int64)
-    ctime_ts = start + sch.day * _DAY + np.round(r["time_of_day"][vid_of] * 0.3 * _DAY + 8 * 3600).astype(np.int64)
+    post_ts_v = start + np.round(post * DAY).astype(np.int64)
+    ctime_ts = start + sch.day * DAY + np.round(r["time_of_day"][vid_of] * 0.3 * DAY + 8 * 3600).astype(np.int64)
     ctime_ts = np.maximum(ctime_ts, post_ts_v[vid_of] + 600)
-    age = (ctime_ts - post_ts_v[vid_of]) / _DAY
+    age = (ctime_ts - post_ts_v[vid_of]) / DAY
     g = _growth(age, tau_v[vid_of], boost_v[vid_of])
     noise = np.exp(rng.normal(0, 0.06, (len(INDICATORS), ns)))
     early_noise = observation_noise(age) * rng.standard_normal(ns)  # shared by the sample's indicators
@@ -450,7 +449,7 @@ def synthesize(out_path: str | Path, scale: float = 0.01, seed: int = 0, fmt: st
         "early_noise": early_noise, "age_days": age, "level": level_v[vid_of].astype(np.int8)})
 
     k_per_video = np.bincount(vid_of, minlength=nv)
-    ctime_day = (ctime_ts - start) // _DAY  # calendar day of the written current time
+    ctime_day = (ctime_ts - start) // DAY  # calendar day of the written current time
     post_day_of_state = np.floor(post[vid_of])
     return SynthSummary(
         path=str(out_path), scale=scale, seed=seed, videos=nv, samples=ns, comments=int(n_comments.sum()),

@@ -5,6 +5,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from graphstore.errors import UserError, check_node_id
+
 RELATION_KINDS = ("aligned", "range", "csc", "bucket")
 
 
@@ -60,6 +62,27 @@ class Relation:
             return np.arange(self.lo[v], self.hi[v], dtype=np.int64)
         return np.asarray(self.members[self.lo[v] : self.hi[v]], dtype=np.int64)
 
+    def csc(self, num_tails: int) -> tuple[np.ndarray, np.ndarray]:
+        """(colptr, row): every edge written out, grouped by tail in in_neighbors order (int64, vectorised)."""
+        deg = self.in_degrees(num_tails)
+        colptr = np.zeros(num_tails + 1, dtype=np.int64)
+        np.cumsum(deg, out=colptr[1:])
+        if self.kind == "aligned":
+            row = np.arange(num_tails, dtype=np.int64) if self.head_index is None else np.asarray(self.head_index, np.int64)
+            return colptr, row
+        starts = np.asarray(self.indptr[:-1] if self.kind in ("range", "csc") else self.lo, dtype=np.int64)
+        pos = np.arange(int(colptr[-1]), dtype=np.int64) + np.repeat(starts - colptr[:-1], deg)
+        if self.kind == "csc":
+            return colptr, np.asarray(self.indices, dtype=np.int64)[pos]
+        if self.kind == "bucket" and self.members is not None:
+            return colptr, np.asarray(self.members, dtype=np.int64)[pos]
+        return colptr, pos
+
+    def edge_index(self, num_tails: int) -> np.ndarray:
+        """All (head, tail) pairs as an int64 [2, E] array, grouped by tail."""
+        colptr, row = self.csc(num_tails)
+        return np.stack([row, np.repeat(np.arange(num_tails, dtype=np.int64), np.diff(colptr))])
+
     def num_edges(self, num_tails: int) -> int:
         """Logical edge count, implicit edges included."""
         if self.kind == "aligned":
@@ -80,8 +103,26 @@ class Topology:
     def num_videos(self) -> int:
         return self.num_nodes["video"]
 
+    def count(self, node_type: str) -> int:
+        """Number of nodes of a type; UserError naming an unknown type."""
+        try:
+            return int(self.num_nodes[node_type])
+        except KeyError:
+            raise UserError(f"unknown node type {node_type!r}; node types: {', '.join(self.num_nodes)}") from None
+
+    def relation(self, name: str) -> Relation:
+        """The relation called `name`; UserError naming an unknown one."""
+        try:
+            return self.relations[name]
+        except KeyError:
+            raise UserError(f"unknown relation {name!r}; relations: {', '.join(self.relations)}") from None
+
     def in_neighbors(self, relation: str, v: int) -> np.ndarray:
-        return self.relations[relation].in_neighbors(v)
+        """Exact global head ids of tail v's in-neighbours; UserError on an unknown relation or id."""
+        rel = self.relation(relation)
+        return rel.in_neighbors(check_node_id(v, rel.tail, self.count(rel.tail)))
 
     def in_degree(self, relation: str, v: int) -> int:
-        return self.relations[relation].in_degree(v)
+        """In-degree of tail v; UserError on an unknown relation or id."""
+        rel = self.relation(relation)
+        return rel.in_degree(check_node_id(v, rel.tail, self.count(rel.tail)))

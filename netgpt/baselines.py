@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from graphstore.atomic import write_text
-from graphstore.schema import COUNT_FIELDS
+from graphstore.schema import COUNT_FIELDS, DAY
 from graphstore.store import GraphStore
 
 from .config import PretrainConfig
@@ -20,8 +20,6 @@ GRAPH_MODELS = ("sage", "rgcn", "gcn", "han", "hgt")
 TABULAR_MODELS = ("lightgbm_own", "lightgbm", "lightgbm_graph", "train_mean")
 ALL_MODELS = (*GRAPH_MODELS, *TABULAR_MODELS)
 DEFAULT_MODELS = ("sage", "rgcn", "lightgbm_own", "lightgbm", "lightgbm_graph", "train_mean")
-COUNTS = COUNT_FIELDS
-DAY = 86400.0
 # The sample's own features (what a model that sees no graph knows).
 OWN_FEATURES = ("fans", "likes", "views", "shares", "collects", "comment_count", "age_days", "platform", "duration")
 
@@ -30,7 +28,7 @@ def tabular_features(store: GraphStore) -> tuple[np.ndarray, list[str]]:
     """Per-video features: log counts, observation age, growth since the latest history state,
     platform, duration, and the author's earlier samples (count, mean log views/likes)."""
     n = store.num_nodes("video")
-    cols = {c: np.log1p(store.column(c).astype(np.float64)) for c in COUNTS}
+    cols = {c: np.log1p(store.column(c).astype(np.float64)) for c in COUNT_FIELDS}
     ctime, post = store.column("ctime").astype(np.float64), store.column("post_time").astype(np.float64)
     feats = dict(cols)
     feats["age_days"] = (ctime - post) / DAY

@@ -70,7 +70,6 @@ class PretrainConfig:
     feature_cache_mb: int = 1024
     seed: int = 0
     embed_fanout: int = 200  # per relation neighbours of layer-wise embedding inference
-    embed_chunk: int = 4096  # video nodes per chunk of layer-wise inference
     no_video_features: bool = False
     no_video_video: bool = False
     no_interaction: bool = False

@@ -11,14 +11,15 @@ import pyarrow.parquet as pq
 
 from graphstore.atomic import write_text
 from graphstore.errors import UserError
-from graphstore.schema import PLATFORM_NAMES_EN
+from graphstore.schema import DAY, PLATFORM_NAMES_EN
 from graphstore.store import GraphStore
 
 from .metrics import NUM_LEVELS, confusion_matrix, regression_metrics, round_levels
 
 STAGE_ORDER = ("finetune", "pretrain")  # the default stage is the latest one present
+# observation periods (name, lowest age, highest age in days): an age falls in the first period whose
+# highest age it does not exceed
 PERIODS = (("<=3 days", 0.0, 3.0), ("4-7 days", 3.0, 7.0), (">7 days", 7.0, float("inf")))
-DAY = 86400.0
 
 
 def default_stage(run_dir: str | Path, split: str) -> str:
@@ -46,10 +47,8 @@ def read_predictions(path: Path) -> dict[str, np.ndarray]:
 
 def observation_period(age_days: np.ndarray) -> np.ndarray:
     """Index into PERIODS of each observation age (ctime - post_time, days)."""
-    idx = np.zeros(age_days.shape, dtype=np.int64)
-    idx[age_days > 3.0] = 1
-    idx[age_days > 7.0] = 2
-    return idx
+    highest = np.array([hi for _, _, hi in PERIODS[:-1]])
+    return np.searchsorted(highest, np.asarray(age_days, dtype=np.float64), side="left").astype(np.int64)
 
 
 def evaluate_predictions(y_true: np.ndarray, y_pred: np.ndarray, platform: np.ndarray, age_days: np.ndarray) -> dict:
@@ -81,51 +80,88 @@ def _markdown(report: dict, title: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _plots(report: dict, y_true: np.ndarray, y_pred: np.ndarray, prefix: Path) -> list[str]:
-    import matplotlib
-
-    matplotlib.use("Agg")
+def _save(fig, prefix: Path, name: str) -> str:
+    """Writes fig as <prefix>_<name>.png (atomically) and closes it; returns the file name."""
     import matplotlib.pyplot as plt
 
-    written = []
+    path = prefix.with_name(f"{prefix.name}_{name}.png")
+    tmp = path.with_name(path.stem + ".tmp.png")
+    fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path.name
 
-    def save(fig, name: str) -> None:
-        path = prefix.with_name(f"{prefix.name}_{name}.png")
-        tmp = path.with_name(path.stem + ".tmp.png")
-        fig.savefig(tmp, dpi=110, bbox_inches="tight")
-        plt.close(fig)
-        os.replace(tmp, path)
-        written.append(path.name)
+
+def _levels_figure(y_true: np.ndarray, y_pred: np.ndarray, where: str):
+    """Bar chart: samples per true level and per rounded predicted level."""
+    import matplotlib.pyplot as plt
 
     levels = np.arange(NUM_LEVELS)
-    t = np.bincount(np.rint(y_true).astype(np.int64).clip(0, 9), minlength=NUM_LEVELS)
+    t = np.bincount(np.rint(y_true).astype(np.int64).clip(0, NUM_LEVELS - 1), minlength=NUM_LEVELS)
     p = np.bincount(round_levels(y_pred), minlength=NUM_LEVELS)
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ax.bar(levels - 0.2, t, width=0.4, label="true")
     ax.bar(levels + 0.2, p, width=0.4, label="predicted (rounded)")
-    ax.set_xlabel("influence level"); ax.set_ylabel("samples"); ax.set_xticks(levels); ax.legend()
-    save(fig, "levels")
+    ax.set_title(f"Influence levels, true and predicted ({where})")
+    ax.set_xlabel("influence level")
+    ax.set_ylabel("samples")
+    ax.set_xticks(levels)
+    ax.legend()
+    return fig
 
-    cm = np.asarray(report["confusion"], dtype=np.float64)
+
+def text_colour(fraction: float) -> str:
+    """Colour of a count printed on a cell of the 'Blues' map at this row fraction: white on dark cells."""
+    return "white" if fraction > 0.5 else "black"
+
+
+def _confusion_figure(confusion: list[list[int]], where: str):
+    """Heat map of the row-normalised confusion matrix with the counts printed on it."""
+    import matplotlib.pyplot as plt
+
+    levels = np.arange(NUM_LEVELS)
+    cm = np.asarray(confusion, dtype=np.float64)
     norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
     fig, ax = plt.subplots(figsize=(5, 4.5))
     im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
-    for i in range(NUM_LEVELS):
-        for j in range(NUM_LEVELS):
-            if cm[i, j]:
-                ax.text(j, i, int(cm[i, j]), ha="center", va="center", fontsize=6)
-    ax.set_xlabel("predicted level"); ax.set_ylabel("true level"); ax.set_xticks(levels); ax.set_yticks(levels)
-    fig.colorbar(im, ax=ax, label="row fraction")
-    save(fig, "confusion")
+    for i, j in zip(*np.nonzero(cm)):
+        ax.text(j, i, int(cm[i, j]), ha="center", va="center", fontsize=6, color=text_colour(norm[i, j]))
+    ax.set_title(f"Confusion matrix ({where})")
+    ax.set_xlabel("predicted level (rounded)")
+    ax.set_ylabel("true level")
+    ax.set_xticks(levels)
+    ax.set_yticks(levels)
+    fig.colorbar(im, ax=ax, label="fraction of the true level's samples")
+    return fig
 
-    names = list(report["by_period"])
-    fig, ax = plt.subplots(figsize=(5, 3.5))
+
+def _period_figure(by_period: dict[str, dict], where: str):
+    """MAE and MSE per observation period (ctime - post_time)."""
+    import matplotlib.pyplot as plt
+
+    names = list(by_period)
     x = np.arange(len(names))
-    ax.bar(x - 0.2, [report["by_period"][n]["mae"] for n in names], width=0.4, label="MAE")
-    ax.bar(x + 0.2, [report["by_period"][n]["mse"] for n in names], width=0.4, label="MSE")
-    ax.set_xticks(x); ax.set_xticklabels(names); ax.set_xlabel("observation period"); ax.legend()
-    save(fig, "period")
-    return written
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    ax.bar(x - 0.2, [by_period[n]["mae"] for n in names], width=0.4, label="MAE")
+    ax.bar(x + 0.2, [by_period[n]["mse"] for n in names], width=0.4, label="MSE")
+    ax.set_title(f"Error by observation period ({where})")
+    ax.set_xticks(x)
+    ax.set_xticklabels(names)
+    ax.set_xlabel("observation period (current time - post time)")
+    ax.set_ylabel("error (levels; squared levels for MSE)")
+    ax.legend()
+    return fig
+
+
+def _plots(report: dict, y_true: np.ndarray, y_pred: np.ndarray, prefix: Path) -> list[str]:
+    """The three PNG plots of a report, named <prefix>_{levels,confusion,period}.png."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    where = f"{report.get('stage', '?')}, {report.get('split', '?')}"
+    return [_save(_levels_figure(y_true, y_pred, where), prefix, "levels"),
+            _save(_confusion_figure(report["confusion"], where), prefix, "confusion"),
+            _save(_period_figure(report["by_period"], where), prefix, "period")]
 
 
 def write_eval_report(run_dir: str | Path, stage: str | None, split: str, store: GraphStore | str | Path) -> dict:

@@ -10,6 +10,17 @@ import pyarrow.parquet as pq
 import torch
 
 from graphstore.atomic import replace_with
+from graphstore.errors import UserError
+
+
+def existing_run_dir(path: str | Path) -> Path:
+    """`path` as a Path; UserError when it is not an existing run directory."""
+    run_dir = Path(path)
+    if not run_dir.exists():
+        raise UserError(f"{run_dir}: the run directory does not exist")
+    if not run_dir.is_dir():
+        raise UserError(f"{run_dir}: not a directory (expected a run directory)")
+    return run_dir
 
 
 def write_predictions(path: Path, nodes: np.ndarray, sample_ids: list[str], y_true: np.ndarray,

@@ -450,7 +450,7 @@ def test_config_presets_and_user_errors(tmp_path):
 
 
 def test_torch_schedule_matches_deepspeed_warmup_cosine():
-    import deepspeed.runtime.lr_schedules as ds
+    import deepspeed.runtime.lr_schedules as ds  # deepspeed is a hard dependency
     from netgpt.llm.engine import TorchEngine
 
     cfg = LLMConfig(lr=1e-3, warmup_ratio=0.2)
@@ -465,3 +465,17 @@ def test_torch_schedule_matches_deepspeed_warmup_cosine():
         ours.scheduler.step(); theirs.step()
     np.testing.assert_allclose(a, b, atol=1e-12)
     assert a[0] == 0.0 and 0.9e-3 < max(a) <= 1e-3 and a[-1] < 1e-5
+
+
+def test_growing_the_embeddings_for_graph_tokens_prints_no_warning(llm_dir, capfd):
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from netgpt.llm.tokens import add_graph_tokens
+
+    tok = AutoTokenizer.from_pretrained(llm_dir)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=len(tok) - 3, hidden_size=16, intermediate_size=32,
+                                         num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1))
+    capfd.readouterr()
+    add_graph_tokens(tok, model)
+    assert model.get_input_embeddings().weight.shape[0] == len(tok)  # it did resize
+    assert "new embeddings will be initialized" not in capfd.readouterr().err

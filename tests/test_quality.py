@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from graphstore.build import build_store
-from graphstore.features.encoders import DAY, time_encoding
+from graphstore.features.encoders import time_encoding
+from graphstore.schema import DAY
 from graphstore.store import GraphStore
 from tests.xsvideo_fixtures import make_records, write_xsvideo
 

@@ -12,13 +12,13 @@ import pytest
 from graphstore.build import build_store
 from graphstore.cli import main as cli_main
 from graphstore.errors import UserError
-from graphstore.sampler import NeighborSampler, SampleOutput
+from graphstore.sampler import NeighborSampler, SampleOutput, SamplerError
 from graphstore.sampler import cpp_backend
 from graphstore.sampler.reference import reference_sample
 from graphstore.store import GraphStore
 from graphstore.topology import Relation, Topology
 from tests.forking import run_in_fork
-from tests.xsvideo_fixtures import make_records, write_xsvideo
+from tests.xsvideo_fixtures import brute_force_in_neighbors, head_keys, make_records, write_xsvideo
 
 BACKENDS = ["numba"] + (["cpp"] if cpp_backend.available() else [])
 KINDS = {"aligned": "is_platform_of", "aligned_identity": "is_title_of", "range": "is_comment_of",
@@ -26,9 +26,14 @@ KINDS = {"aligned": "is_platform_of", "aligned_identity": "is_title_of", "range"
 
 
 @pytest.fixture(scope="session")
-def store(tmp_path_factory) -> GraphStore:
+def records() -> dict[str, dict]:
+    return make_records(120, seed=5)
+
+
+@pytest.fixture(scope="session")
+def store(tmp_path_factory, records) -> GraphStore:
     tmp = tmp_path_factory.mktemp("sampler")
-    src = write_xsvideo(tmp / "xs.json", make_records(120, seed=5))
+    src = write_xsvideo(tmp / "xs.json", records)
     return GraphStore.open(build_store(src, tmp / "store", featurize=False, progress=False))
 
 
@@ -217,13 +222,38 @@ def test_backends_match_reference_on_large_degrees(k):
         _assert_same(NeighborSampler(topo, [k, 2], seed=8, backend=backend).sample(seeds, batch=1), want)
 
 
+def _parallel_min_draws(backend: str) -> int:
+    """The draw count from which a backend's fill pass runs threaded (read from the code, not restated)."""
+    if backend == "cpp":
+        from graphstore import _sampler_cpp
+
+        return int(_sampler_cpp.parallel_min_draws)
+    from graphstore.sampler.numba_backend import PARALLEL_MIN_DRAWS
+
+    return PARALLEL_MIN_DRAWS
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_one_and_two_threads_identical(store, backend):
-    seeds = _seeds(store, 60, seed=1)
-    one = NeighborSampler(store, [6, 5], seed=3, backend=backend, num_threads=1).sample(seeds, batch=4)
-    two = NeighborSampler(store, [6, 5], seed=3, backend=backend, num_threads=2)
-    assert two.num_threads in (1, 2)
-    _assert_same(one, two.sample(seeds, batch=4))
+def test_one_and_two_threads_identical(store, backend, monkeypatch):
+    from graphstore.sampler import numba_backend
+
+    nv = store.num_nodes("video")
+    k = _parallel_min_draws(backend) // nv + 1  # with replacement every video draws k: above the threshold
+    seeds = np.arange(nv)
+    one = NeighborSampler(store, [k, 0], replace=True, seed=3, backend=backend, num_threads=1)
+    two = NeighborSampler(store, [k, 0], replace=True, seed=3, backend=backend, num_threads=2)
+    assert two.num_threads == 2  # tests/conftest.py gives Numba two threads even on one core
+    threaded = []
+    real_fill = numba_backend._fill_parallel
+    monkeypatch.setattr(numba_backend, "_fill_parallel", lambda *a: threaded.append(1) or real_fill(*a))
+    want = one.sample(seeds, batch=4)
+    assert not threaded
+    got = two.sample(seeds, batch=4)
+    draws = want.num_sampled_edges[("platform", "is_platform_of", "video")][0]
+    assert draws == nv * k >= _parallel_min_draws(backend)
+    if backend == "numba":
+        assert len(threaded) >= len(store.relations) - 2  # every relation but the sparse history/comment ones
+    _assert_same(got, want)
 
 
 @pytest.mark.parametrize("k", [20, 40])  # 20 of 60: Floyd; 40 of 60: selection sampling
@@ -272,7 +302,6 @@ def test_output_contract(store):
     sampler = NeighborSampler(store, [4, 3], seed=1)
     out = sampler.sample(seeds)
     assert sampler.backend == out.backend == ("cpp" if cpp_backend.available() else "numba")
-    assert out.edge is None and out.batch is None
     np.testing.assert_array_equal(out.node["video"][:16], seeds)
     assert set(out.node) == {"video"} | {et[0] for et in out.row}
     assert set(out.row) == {(r.head, r.name, "video") for r in store.relations}
@@ -296,7 +325,6 @@ def test_output_contract(store):
 
 
 def test_to_pyg_output(store):
-    pytest.importorskip("torch_geometric")
     import torch
 
     out = NeighborSampler(store, [2], seed=0).sample(_seeds(store, 8)).to_pyg()
@@ -321,15 +349,77 @@ def test_bad_arguments_raise_user_error(store, kwargs):
         NeighborSampler(store, **kwargs)
 
 
-def test_bad_seeds_raise_and_sampler_recovers(store):
-    sampler = NeighborSampler(store, [3, 2], seed=0)
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_bad_seeds_raise_and_sampler_recovers(store, backend):
+    sampler = NeighborSampler(store, [3, 2], seed=0, backend=backend)
     seeds = _seeds(store, 10)
     want = sampler.sample(seeds)
+    nv = store.num_nodes("video")
     with pytest.raises(UserError, match="distinct"):
         sampler.sample(np.r_[seeds, seeds[:1]])
-    with pytest.raises(UserError, match="lie in"):
-        sampler.sample([store.num_nodes("video")])
+    with pytest.raises(ValueError, match=rf"seed video id {nv} is out of range \(valid ids: 0\.\.{nv - 1}\)"):
+        sampler.sample([nv])
+    with pytest.raises(UserError, match="seed video id -1 is out of range"):
+        sampler.sample(np.r_[seeds[:3], -1])
+    with pytest.raises(UserError, match="integers"):
+        sampler.sample([0.5])
     _assert_same(sampler.sample(seeds), want)
+
+
+def _toy_history(indices: list[int]) -> tuple[Topology, np.ndarray]:
+    """Three videos; video 0's history (csc) holds `indices`, the others have none."""
+    idx = np.asarray(indices, np.int32)
+    rel = Relation("is_history_of", "video", "csc", indptr=np.array([0, len(idx), len(idx), len(idx)], np.int64),
+                   indices=idx)
+    return Topology(num_nodes={"video": 3}, relations={"is_history_of": rel}), idx
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_error_mid_sample_leaves_next_sample_correct(backend):
+    """An out-of-range head met while sampling (arrays changed under the sampler) must not poison the next call."""
+    topo, indices = _toy_history([1, 2])
+    sampler = NeighborSampler(topo, [-1], backend=backend)
+    before = sampler.sample([0])
+    assert before.node["video"].tolist() == [0, 1, 2]
+    indices[1] = 99  # the kernel's view shares this buffer: head 1 is relabelled, then 99 fails
+    with pytest.raises(SamplerError, match=r"relation is_history_of: video id 99 is out of range \(valid ids: 0\.\.2\)"):
+        sampler.sample([0])
+    indices[1] = 2
+    _assert_same(sampler.sample([0]), before)  # the first ever-mapped node (1) was forgotten too
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_relabel_kernel_is_all_or_nothing(backend):
+    kernels = NeighborSampler(_toy_history([1])[0], [1], backend=backend)._backend
+    node_map, nodes = np.full(5, -1, np.int32), np.zeros(8, np.int64)
+    rows, n = kernels.relabel(np.array([3, 1], np.int64), node_map, nodes, 0)
+    assert rows.tolist() == [0, 1] and n == 2
+    snapshot = node_map.copy()
+    _, n = kernels.relabel(np.array([1, 4, 0, 5, 2], np.int64), node_map, nodes, 2)
+    assert n == -1
+    np.testing.assert_array_equal(node_map, snapshot)  # 4 and 0 were added before 5 failed: both undone
+    rows, n = kernels.relabel(np.array([4, 3], np.int64), node_map, nodes, 2)
+    assert rows.tolist() == [2, 0] and n == 3 and nodes[:3].tolist() == [3, 1, 4]
+
+
+@pytest.mark.parametrize("relation,match", [
+    (Relation("is_history_of", "video", "csc", indptr=np.array([0, 2, 2, 2], np.int64),
+              indices=np.array([1, 3], np.int32)), r"indices\[1\] = 3 is not a video id \(valid ids: 0\.\.2\)"),
+    (Relation("is_history_of", "video", "csc", indptr=np.array([0, 1, 1, 1], np.int64),
+              indices=np.array([-4], np.int32)), r"indices\[0\] = -4 is not a video id"),
+    (Relation("is_topic_of", "topic", "aligned", head_index=np.array([0, 2, 1], np.int32)),
+     r"head\[1\] = 2 is not a topic id \(valid ids: 0\.\.1\)"),
+    (Relation("is_comment_of", "comment", "range", indptr=np.array([0, 1, 2, 3], np.int64)),
+     r"indptr\[-1\] = 3 heads, but there are 2 comment nodes"),
+    (Relation("has_same_author_as", "video", "bucket", members=np.array([0, 7, 1], np.int32),
+              lo=np.zeros(3, np.int32), hi=np.ones(3, np.int32)), r"members\[1\] = 7 is not a video id"),
+    (Relation("is_title_of", "title", "aligned"), r"needs 3 title nodes, there are 2"),
+])
+def test_out_of_range_topology_ids_rejected_when_sampler_is_built(relation, match):
+    counts = {"video": 3, "topic": 2, "comment": 2, "title": 2}
+    topo = Topology(num_nodes=counts, relations={relation.name: relation})
+    with pytest.raises(SamplerError, match=match):
+        NeighborSampler(topo, [1])
 
 
 # --- CLI ------------------------------------------------------------------------------------------
@@ -388,8 +478,44 @@ def test_bench_materialises_every_edge(store, bench_module):
         assert ei.shape[1] == store.num_edges(rel.name)
 
 
+def _brute_force_expansion(expected: dict[str, dict[str, set[str]]], seeds: list[str],
+                           hops: int) -> tuple[dict[str, set[tuple[str, str]]], set[str]]:
+    """Full-fanout edges (head key, tail sample id) per relation and the videos reached, hop by hop."""
+    edges: dict[str, set[tuple[str, str]]] = {rel: set() for rel in expected}
+    reached, frontier = set(seeds), set(seeds)
+    for _ in range(hops):
+        new = set()
+        for rel, by_tail in expected.items():
+            for tail in frontier:
+                heads = by_tail.get(tail, set())
+                edges[rel] |= {(h, tail) for h in heads}
+                if rel in ("has_same_topic_as", "has_same_author_as", "is_history_of"):
+                    new |= heads - reached
+        reached |= new
+        frontier = new
+    return edges, reached
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_full_neighbourhood_equals_brute_force_from_input(store, records, backend):
+    """The always-running external oracle: in-neighbour sets computed from the raw records in plain Python."""
+    keys = head_keys(store)
+    seeds = _seeds(store, 12, seed=2)
+    want_edges, want_videos = _brute_force_expansion(brute_force_in_neighbors(records),
+                                                     [keys["video"][v] for v in seeds.tolist()], hops=2)
+    out = NeighborSampler(store, [-1, -1], backend=backend).sample(seeds)
+    assert {keys["video"][v] for v in out.node["video"].tolist()} == want_videos
+    for et in out.row:
+        pairs = list(zip(out.global_row(et).tolist(), out.global_col(et).tolist()))
+        assert len(pairs) == len(set(pairs)), f"{et}: an edge sampled twice"
+        got = {(keys[et[0]][h], keys["video"][t]) for h, t in pairs}
+        assert got == want_edges[et[1]], et
+        assert {keys[et[0]][n] for n in out.node[et[0]].tolist()} >= {h for h, _ in got}
+    assert sum(len(e) for e in want_edges.values()) > 100  # the oracle is not vacuous
+
+
 def test_full_neighbourhood_equals_pyg(store, bench_module):
-    if bench_module.pyg_backend() is None:
+    if bench_module.pyg_backend() is None:  # optional (`.[bench]`); the brute-force oracle above always runs
         pytest.skip("PyG cannot sample here (neither pyg-lib nor torch-sparse)")
     import torch
     from torch_geometric.sampler import NeighborSampler as PygSampler, NodeSamplerInput

@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import json
+from collections import defaultdict
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 
-from graphstore.schema import PLATFORMS, XSVIDEO_KEYS
+from graphstore.schema import ATTRIBUTE_RELATIONS, PLATFORMS, XSVIDEO_KEYS
 
 _ZH = {v: k for k, v in XSVIDEO_KEYS.items()}
 
@@ -45,6 +47,19 @@ def make_records(n_videos: int = 40, seed: int = 0) -> dict[str, dict]:
     return records
 
 
+def with_learnable_levels(records: dict[str, dict], seed: int = 0) -> dict[str, dict]:
+    """Log-uniform likes and level = int(2 * log10(likes + 1)), in place: labels the likes features determine.
+
+    make_records draws levels uniformly at random, unrelated to any input: a model's training loss
+    still falls on them (it fits the mean), so a test of learning needs labels like these.
+    """
+    rng = np.random.default_rng(seed)
+    for r in records.values():
+        r["likes"] = int(10 ** rng.uniform(0, 4.9))
+        r["level"] = min(9, int(2 * np.log10(r["likes"] + 1)))
+    return records
+
+
 def to_xsvideo(records: dict[str, dict]) -> dict[str, dict]:
     """Format 1: Chinese keys, comments as an object keyed by comment id."""
     out = {}
@@ -63,3 +78,44 @@ def write_xsvideo(path: Path, records: dict[str, dict]) -> Path:
 def write_jsonl(path: Path, records: dict[str, dict]) -> Path:
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records.values()))
     return path
+
+
+def _ctime_day(text: str) -> int:
+    """Calendar day number of a current-time string (a date or a datetime)."""
+    return (datetime.fromisoformat(text) - datetime(1970, 1, 1)).days
+
+
+def brute_force_in_neighbors(records: dict[str, dict]) -> dict[str, dict[str, set[str]]]:
+    """relation -> tail sample id -> keys of its in-neighbours, straight from the rules in plain Python.
+
+    Keys name a head by what the input says it is: a sample id (videos, and the per-sample attribute
+    nodes), a comment id, a topic text or a platform name. Video-video rules: u -> v iff same topic
+    (author) and ctime day of u <= that of v; history: every id in v's history list.
+    """
+    out: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
+    day = {sid: _ctime_day(r["current_time"]) for sid, r in records.items()}
+    for v, rv in records.items():
+        out["is_platform_of"][v].add(rv["platform"])
+        out["is_topic_of"][v].add(rv["topic"])
+        for rel in ATTRIBUTE_RELATIONS.values():
+            out[rel][v].add(v)
+        out["is_comment_of"][v].update(c["id"] for c in rv["comments"])
+        out["is_history_of"][v].update(rv["history"])
+        for u, ru in records.items():
+            if day[u] <= day[v]:
+                if ru["topic"] == rv["topic"]:
+                    out["has_same_topic_as"][v].add(u)
+                if ru["author_id"] == rv["author_id"]:
+                    out["has_same_author_as"][v].add(u)
+    return {rel: dict(by_tail) for rel, by_tail in out.items()}
+
+
+def head_keys(store) -> dict[str, list[str]]:
+    """Node type -> key of every node (as brute_force_in_neighbors names heads), read from the store's tables."""
+    sids = store.sample_ids()
+    keys = {t: sids for t in ATTRIBUTE_RELATIONS}
+    keys["video"] = sids
+    keys["comment"] = store.comments_table(["comment_id"]).column(0).to_pylist()
+    keys["topic"] = list(store.meta["topics"])
+    keys["platform"] = list(store.meta["platforms"])
+    return keys

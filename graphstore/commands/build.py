@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import time
 
+from graphstore.cli import non_negative_int, positive_int
 from graphstore.commands import VIDEO_FEATURES_HELP, print_video_import
 from graphstore.schema import DEFAULT_CUTOFF, DEFAULT_VAL_DAYS
 
@@ -13,17 +14,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--input", required=True, help="XS-Video JSON (one object) or JSON Lines file")
     p.add_argument("--out", required=True, help="store directory to create")
     p.add_argument("--overwrite", action="store_true", help="replace an existing store")
-    p.add_argument("--cutoff", default=DEFAULT_CUTOFF, help="last post date of the train period (default %(default)s)")
-    p.add_argument("--val-days", type=int, default=DEFAULT_VAL_DAYS, help="days before the cutoff held out for validation")
+    p.add_argument("--cutoff", default=DEFAULT_CUTOFF, help="last post date of the train period")
+    p.add_argument("--val-days", type=non_negative_int, default=DEFAULT_VAL_DAYS,
+                   help="days before the cutoff held out for validation")
     p.add_argument("--no-features", action="store_true", help="skip feature encoding (run `graphstore featurize` later)")
-    p.add_argument("--text-encoder", default="hash", help="'hash' (default), 'minilm', or a local Hugging Face encoder directory")
-    p.add_argument("--text-dim", type=int, default=256, help="dimension of the hash text encoder")
+    p.add_argument("--text-encoder", default="hash", help="'hash', 'minilm', or a local Hugging Face encoder directory")
+    p.add_argument("--text-dim", type=positive_int, default=256, help="dimension of the hash text encoder")
     p.add_argument("--video-features", default=None, help=VIDEO_FEATURES_HELP)
     p.add_argument("--dtype", default="float16", choices=("float16", "float32"), help="feature dtype")
     p.add_argument("--time-encoding", choices=("multiscale", "paper"), default="multiscale",
                    help="time features: hours to months (default), or the paper's (time of day only)")
     p.add_argument("--memory-limit", default="3GB", help="DuckDB memory limit for the staging work")
-    p.add_argument("--threads", type=int, default=None, help="DuckDB threads (default: all cores)")
+    p.add_argument("--threads", type=positive_int, default=None, help="DuckDB threads (default: all cores)")
     p.set_defaults(func=run)
 
 

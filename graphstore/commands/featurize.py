@@ -4,16 +4,17 @@ from __future__ import annotations
 import argparse
 import time
 
+from graphstore.cli import add_store_argument, positive_int, store_path
 from graphstore.commands import VIDEO_FEATURES_HELP, print_video_import
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("featurize", help="encode node features into an existing store (resumes an interrupted run)")
-    p.add_argument("store", help="store directory built by `graphstore build`")
-    p.add_argument("--text-encoder", default="hash", help="'hash' (default), 'minilm', or a local Hugging Face encoder directory")
-    p.add_argument("--text-dim", type=int, default=256, help="dimension of the hash text encoder")
+    add_store_argument(p)
+    p.add_argument("--text-encoder", default="hash", help="'hash', 'minilm', or a local Hugging Face encoder directory")
+    p.add_argument("--text-dim", type=positive_int, default=256, help="dimension of the hash text encoder")
     p.add_argument("--video-features", default=None, help=VIDEO_FEATURES_HELP)
-    p.add_argument("--video-dim", type=int, default=None, help="video feature dimension (default: from the vectors)")
+    p.add_argument("--video-dim", type=positive_int, default=None, help="video feature dimension (default: from the vectors)")
     p.add_argument("--dtype", default="float16", choices=("float16", "float32"), help="feature dtype")
     p.add_argument("--codec", default="auto", choices=("auto", "none", "lz4", "zstd"), help="chunk compression")
     p.add_argument("--time-encoding", choices=("multiscale", "paper"), default=None,
@@ -30,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     from graphstore.features import featurize_store
     from graphstore.store import GraphStore
 
-    store = GraphStore.open(args.store)
+    store = GraphStore.open(store_path(args))
     started = time.time()
     meta = featurize_store(store.path, text_encoder=args.text_encoder, text_dim=args.text_dim,
                            video_features=args.video_features, dtype=args.dtype, progress=not args.no_progress,

@@ -5,11 +5,17 @@ import argparse
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from graphstore.cli import add_store_argument, store_path
+
+if TYPE_CHECKING:
+    from graphstore.store import GraphStore
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("info", help="print nodes per type, edges per relation and bytes on disk per part")
-    p.add_argument("store")
+    add_store_argument(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--verify", action="store_true", help="recompute every array checksum; exit 1 on a mismatch")
     p.set_defaults(func=run)
@@ -22,7 +28,7 @@ def disk_usage(path: Path) -> int:
     return sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(path) for f in files)
 
 
-def store_info(store) -> dict:
+def store_info(store: GraphStore) -> dict:
     """Counts and sizes of a store, as a dict."""
     parts = {p.name: disk_usage(p) for p in sorted(store.path.iterdir()) if p.name != "zarr.json"}
     return {
@@ -38,7 +44,7 @@ def store_info(store) -> dict:
 def run(args: argparse.Namespace) -> int:
     from graphstore.store import GraphStore
 
-    store = GraphStore.open(args.store)
+    store = GraphStore.open(store_path(args))
     info = store_info(store)
     if args.verify:
         info["corrupt_arrays"] = store.verify()

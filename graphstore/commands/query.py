@@ -2,19 +2,38 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
+from graphstore.cli import add_store_argument, positive_int, store_path
 from graphstore.errors import UserError
+
+if TYPE_CHECKING:
+    import duckdb
+
+    from graphstore.store import GraphStore
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("query", help="run DuckDB SQL over views `samples` and `comments`")
-    p.add_argument("store")
-    p.add_argument("sql")
-    p.add_argument("--limit", type=int, default=50, help="rows to print (default %(default)s)")
+    p = sub.add_parser("query", help="run DuckDB SQL over views `samples` and `comments`",
+                       usage="%(prog)s [-h] [--limit N] (STORE | --store STORE) SQL")
+    add_store_argument(p)
+    sql = p.add_argument("sql", metavar="SQL", nargs=None, default=None,
+                         help="a DuckDB statement over the views `samples` and `comments`")
+    sql.required = False  # `query --store STORE SQL` leaves the SQL in the STORE slot: see store_and_sql
+    p.add_argument("--limit", type=positive_int, default=50, metavar="N", help="rows to print")
     p.set_defaults(func=run)
 
 
-def connect(store):
+def store_and_sql(args: argparse.Namespace) -> tuple[str, str]:
+    """(store, SQL) of `query STORE SQL` or `query --store STORE SQL`; UserError when one is missing."""
+    if args.sql is None:
+        if args.store_flag is None or args.store is None:
+            raise UserError("expected STORE SQL (or --store STORE SQL)")
+        args.sql, args.store = args.store, None  # one word: the SQL, the store came as --store
+    return store_path(args), args.sql
+
+
+def connect(store: GraphStore) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection with views `samples` and `comments` over the store's tables."""
     import duckdb
 
@@ -29,9 +48,10 @@ def run(args: argparse.Namespace) -> int:
 
     from graphstore.store import GraphStore
 
-    con = connect(GraphStore.open(args.store))
+    path, sql = store_and_sql(args)
+    con = connect(GraphStore.open(path))
     try:
-        rel = con.sql(args.sql)
+        rel = con.sql(sql)
     except duckdb.Error as exc:
         raise UserError(f"SQL failed: {exc}") from None
     if rel is None:

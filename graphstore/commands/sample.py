@@ -1,7 +1,9 @@
-"""`graphstore sample --store PATH`: neighbour-sampling throughput (SEPS), latency and peak RSS."""
+"""`graphstore sample STORE`: neighbour-sampling throughput (SEPS), latency and peak RSS."""
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 import json
 import resource
 import sys
@@ -10,21 +12,25 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from graphstore.cli import add_fanouts_argument, add_store_argument, non_negative_int, positive_int, store_path
 from graphstore.errors import UserError
+
+if TYPE_CHECKING:
+    from graphstore.sampler import NeighborSampler
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("sample", help="sample neighbourhoods of random seed videos and report SEPS and latency")
-    p.add_argument("--store", required=True, help="store directory")
-    p.add_argument("--batch-size", type=int, default=512, help="seed videos per batch (default %(default)s)")
-    p.add_argument("--fanouts", default="50,51", help="comma-separated fanout per hop, for every relation "
-                   "(0: skip, -1: all; default %(default)s)")
-    p.add_argument("--batches", type=int, default=20, help="timed batches (default %(default)s)")
-    p.add_argument("--warmup", type=int, default=1, help="untimed batches first (JIT compile, page cache)")
-    p.add_argument("--threads", type=int, default=None, help="sampler threads (default: all cores)")
-    p.add_argument("--backend", default="auto", choices=("auto", "cpp", "numba"), help="sampling kernels")
+    add_store_argument(p)
+    p.add_argument("--batch-size", type=positive_int, default=512, help="seed videos per batch")
+    add_fanouts_argument(p, default=[50, 51], help="neighbours per relation and hop, for every relation")
+    p.add_argument("--batches", type=positive_int, default=20, help="timed batches")
+    p.add_argument("--warmup", type=non_negative_int, default=1, help="untimed batches first (JIT compile, page cache)")
+    p.add_argument("--threads", type=positive_int, default=None, help="sampler threads (default: all cores)")
+    p.add_argument("--backend", default="auto", choices=("auto", "cpp", "numba"),
+                   help="sampling kernels (auto: C++ when built, else Numba)")
     p.add_argument("--relations", default=None, help="comma-separated relations to sample (default: all)")
-    p.add_argument("--split", default="train", help="split the seeds come from (default %(default)s)")
+    p.add_argument("--split", default="train", help="split the seeds come from")
     p.add_argument("--replace", action="store_true", help="sample with replacement")
     p.add_argument("--seed", type=int, default=0, help="seed of the seed order and of the sampler")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -52,18 +58,7 @@ class SampleReport:
     peak_rss_mb: float
 
 
-def parse_fanout_list(text: str) -> list[int]:
-    """'50,51' -> [50, 51]; UserError on anything but ints >= -1."""
-    try:
-        fanouts = [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise UserError(f"--fanouts {text!r}: expected comma-separated ints such as 50,51") from None
-    if not fanouts or any(k < -1 for k in fanouts):
-        raise UserError(f"--fanouts {text!r}: expected at least one int >= -1 per hop")
-    return fanouts
-
-
-def seed_batches(pool: np.ndarray, batch_size: int, count: int, seed: int):
+def seed_batches(pool: np.ndarray, batch_size: int, count: int, seed: int) -> Iterator[np.ndarray]:
     """`count` batches of distinct seeds: slices of shuffled passes over the pool."""
     rng = np.random.default_rng(seed)
     order, pos = rng.permutation(pool), 0
@@ -79,7 +74,7 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def measure(sampler, pool: np.ndarray, batch_size: int, batches: int, warmup: int, seed: int,
+def measure(sampler: NeighborSampler, pool: np.ndarray, batch_size: int, batches: int, warmup: int, seed: int,
             progress: bool = False) -> dict:
     """Runs warmup + timed batches; per-batch seconds, edges and nodes of the timed ones."""
     from tqdm import tqdm
@@ -101,10 +96,8 @@ def run(args: argparse.Namespace) -> int:
     from graphstore.sampler import NeighborSampler
     from graphstore.store import GraphStore
 
-    fanouts = parse_fanout_list(args.fanouts)
-    if args.batch_size < 1 or args.batches < 1 or args.warmup < 0:
-        raise UserError("--batch-size and --batches must be >= 1 and --warmup >= 0")
-    store = GraphStore.open(args.store)
+    fanouts = args.fanouts
+    store = GraphStore.open(store_path(args))
     pool = store.split(args.split)
     if len(pool) < args.batch_size:
         raise UserError(f"split {args.split!r} has {len(pool)} videos, fewer than --batch-size {args.batch_size}")

@@ -18,7 +18,9 @@ try:
 except ImportError:  # the extension is optional: NumPy fancy indexing is the fallback
     _gather_cpp = None
 
-DEFAULT_CACHE_BYTES = 64 << 20
+# chunk-cache budget of one FeatureArray opened on its own (a loader shares its own budget, LOADER_FEATURE_BYTES
+# in graphstore.pyg, among the arrays it opens)
+CHUNK_CACHE_BYTES = 64 << 20
 # raw arrays: 'mmap' maps the chunk files (fastest; the pages a process touches count in its RSS, and
 # the kernel's fault-around maps up to 64 KiB around each), 'pread' reads rows with pread() (RSS stays
 # flat however much is read; needs the C++ kernel, else the chunk cache serves the array)
@@ -135,7 +137,7 @@ class FeatureArray:
     may be pickled into DataLoader workers or shared through fork safely (reads use os.pread).
     """
 
-    def __init__(self, array_dir: str | Path, cache_bytes: int = DEFAULT_CACHE_BYTES, policy: str = "sieve",
+    def __init__(self, array_dir: str | Path, cache_bytes: int = CHUNK_CACHE_BYTES, policy: str = "sieve",
                  map_raw: bool | None = None, kernel: bool = True, raw_read: str = "mmap"):
         self.path = Path(array_dir)
         if not (self.path / "zarr.json").is_file():
@@ -316,6 +318,15 @@ class FeatureArray:
         """Drop all cached chunks (the next gather is cold)."""
         self._pid = -1
 
+    def close(self) -> None:
+        """Closes this array's chunk files and drops its cache and maps (a later gather reopens them)."""
+        if self._pid == os.getpid() and self._chunk_fds is not None:
+            _close_fds(self._chunk_fds)
+            self._chunk_fds[:] = -1  # the finalizer holds the same array: it must not close reused numbers
+        for name in ("_chunk_fds", "_maps", "_bases", "_cache", "_slab", "_zarr"):
+            self.__dict__.pop(name, None)
+        self._pid = -1
+
     # --- internals ----------------------------------------------------------------------
     def _ensure_open(self) -> None:
         if self._pid == os.getpid():
@@ -407,7 +418,7 @@ class FeatureArray:
         return f"FeatureArray({str(self.path)!r}, shape={self.shape}, dtype={self.dtype}, codec={self.layout.codec})"
 
 
-def open_feature(store, node_type: str, name: str = "x", cache_bytes: int = DEFAULT_CACHE_BYTES,
+def open_feature(store, node_type: str, name: str = "x", cache_bytes: int = CHUNK_CACHE_BYTES,
                  policy: str = "sieve") -> FeatureArray:
     """The feature matrix `features/<node_type>/<name>` of a GraphStore (or a store path)."""
     path = Path(getattr(store, "path", store))

@@ -3,13 +3,15 @@ from __future__ import annotations
 
 import numpy as np
 
+from graphstore.schema import DAY
+
 TIME_DIM = 512  # the paper's width
 MULTISCALE_TIME_DIM = 64
 TIME_ENCODINGS = ("multiscale", "paper")
 DEFAULT_TIME_ENCODING = "multiscale"
 # Reference instant of the multiscale encoding (2024-01-01 UTC): phases and the linear term stay small.
 TIME_ORIGIN = 1_704_067_200
-HOUR, DAY = 3600.0, 86400.0
+HOUR = 3600.0
 # Periods of the multiscale encoding: 1 hour to 512 days, geometric.
 MIN_PERIOD_S, MAX_PERIOD_S = HOUR, 512 * DAY
 

@@ -11,8 +11,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from graphstore.features.encoders import DAY
-from graphstore.schema import COUNT_FIELDS, PLATFORMS
+from graphstore.schema import COUNT_FIELDS, DAY, PLATFORMS
 
 if TYPE_CHECKING:
     from graphstore.store import GraphStore

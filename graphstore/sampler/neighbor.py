@@ -5,6 +5,7 @@ import logging
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -12,6 +13,11 @@ from graphstore.errors import UserError
 from graphstore.sampler import rng
 from graphstore.sampler.output import SampleOutput
 from graphstore.topology import Relation, Topology
+
+if TYPE_CHECKING:
+    from graphstore.sampler.cpp_backend import CppBackend
+    from graphstore.sampler.numba_backend import NumbaBackend
+    from graphstore.store import GraphStore
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +42,7 @@ _EMPTY64 = _readonly(np.zeros(0, np.int64))
 Fanouts = Sequence[int | Mapping[str, int]]
 
 
-def as_topology(topology_or_store) -> Topology:
+def as_topology(topology_or_store: Topology | GraphStore) -> Topology:
     """The Topology itself, or the `.topology` of a store-like object."""
     if isinstance(topology_or_store, Topology):
         return topology_or_store
@@ -116,16 +122,29 @@ def _arr(a, dtype, name: str, what: str, length: int | None) -> np.ndarray:
     return _readonly(out)
 
 
+def _check_ids(rel: Relation, what: str, ids: np.ndarray, count: int, node_type: str) -> None:
+    """SamplerError naming the first entry of `ids` that is not a `node_type` id (0..count-1)."""
+    if ids.size == 0 or (ids.min() >= 0 and ids.max() < count):
+        return
+    i = int(np.argmax((ids < 0) | (ids >= count)))
+    raise SamplerError(f"relation {rel.name}: {what}[{i}] = {int(ids[i])} is not a {node_type} id "
+                       f"(valid ids: 0..{count - 1})")
+
+
 def kernel_relation(index: int, rel: Relation, num_nodes: Mapping[str, int]) -> KernelRelation:
-    """Checks a relation's array shapes and casts them for the kernels (no copy when already right)."""
+    """Checks a relation's arrays (shapes, and every head id in range) and casts them for the kernels."""
     n = num_nodes["video"]
     if rel.head not in num_nodes:
         raise SamplerError(f"relation {rel.name}: head type {rel.head!r} has no node count")
+    n_head = int(num_nodes[rel.head])
     hi_ = lo_ = members = indices = indptr = head_index = None
     identity = False
     if rel.kind == "aligned":
         identity = rel.head_index is None
+        if identity and n > n_head:
+            raise SamplerError(f"relation {rel.name}: head i of video i needs {n} {rel.head} nodes, there are {n_head}")
         head_index = _EMPTY32 if identity else _arr(rel.head_index, np.int32, rel.name, "head", n)
+        _check_ids(rel, "head", head_index, n_head, rel.head)
     elif rel.kind in ("range", "csc"):
         indptr = _arr(rel.indptr, np.int64, rel.name, "indptr", n + 1)
         deg = np.diff(indptr)
@@ -133,9 +152,14 @@ def kernel_relation(index: int, rel: Relation, num_nodes: Mapping[str, int]) -> 
             raise SamplerError(f"relation {rel.name}: indptr must start at 0 and be non-decreasing")
         if rel.kind == "csc":
             indices = _arr(rel.indices, np.int32, rel.name, "indices", int(indptr[-1]) if n else None)
+            _check_ids(rel, "indices", indices, n_head, rel.head)
+        elif n and indptr[-1] > n_head:
+            raise SamplerError(f"relation {rel.name}: indptr[-1] = {int(indptr[-1])} heads, but there are "
+                               f"{n_head} {rel.head} nodes")
     else:
         identity = rel.members is None
         members = _EMPTY32 if identity else _arr(rel.members, np.int32, rel.name, "members", n)
+        _check_ids(rel, "members", members, n, "video")
         lo_ = _arr(rel.lo, np.int32, rel.name, "lo", n)
         hi_ = _arr(rel.hi, np.int32, rel.name, "hi", n)
         if n and (np.any(hi_ < lo_) or lo_.min() < 0 or hi_.max() > n):
@@ -151,7 +175,7 @@ def kernel_relation(index: int, rel: Relation, num_nodes: Mapping[str, int]) -> 
     )
 
 
-def make_backend(backend: str, num_threads: int | None):
+def make_backend(backend: str, num_threads: int | None) -> CppBackend | NumbaBackend:
     """The kernel backend object for a name ('auto': C++ when built, else Numba)."""
     from graphstore.sampler import cpp_backend
 
@@ -174,9 +198,9 @@ def make_backend(backend: str, num_threads: int | None):
 class NeighborSampler:
     """Uniform multi-hop in-neighbour sampler over a graphstore Topology (C++ or Numba kernels)."""
 
-    def __init__(self, topology_or_store, fanouts: Fanouts, *, replace: bool = False, seed: int = 0,
-                 backend: str = "auto", num_threads: int | None = None,
-                 relations: Sequence[str] | None = None):
+    def __init__(self, topology_or_store: Topology | GraphStore, fanouts: Fanouts, *, replace: bool = False,
+                 seed: int = 0, backend: str = "auto", num_threads: int | None = None,
+                 relations: Sequence[str] | None = None) -> None:
         self.topology = as_topology(topology_or_store)
         self.replace, self.seed = bool(replace), int(seed)
         active = active_relations(self.topology, relations)
@@ -204,29 +228,48 @@ class NeighborSampler:
             new[: buf.shape[0]] = buf
             self._bufs[node_type] = new
 
-    def _relabel(self, node_type: str, heads: np.ndarray, n: int) -> tuple[np.ndarray, int]:
+    def _relabel(self, node_type: str, heads: np.ndarray, n: int, source: str) -> tuple[np.ndarray, int]:
+        """Local ids of `heads`, appending new nodes after the first n; all or nothing."""
         self._room(node_type, n + heads.shape[0])
         rows, n2 = self._backend.relabel(heads, self._maps[node_type], self._bufs[node_type], n)
-        if n2 < 0:
-            raise SamplerError(f"a sampled {node_type} id is outside 0..{self._maps[node_type].shape[0] - 1}")
+        if n2 < 0:  # the kernel undid its own additions; name the first bad id
+            size = self._maps[node_type].shape[0]
+            bad = int(heads[np.argmax((heads < 0) | (heads >= size))])
+            raise SamplerError(f"{source}: {node_type} id {bad} is out of range (valid ids: 0..{size - 1})")
         return rows, int(n2)
 
-    def sample(self, seed_ids, batch: int = 0) -> SampleOutput:
+    def _forget(self, count: Mapping[str, int]) -> None:
+        """Resets the map entries of the nodes a sample added (count[t] of each type)."""
+        for t in self.node_types:
+            self._maps[t][self._bufs[t][: count[t]]] = -1
+
+    def _clear(self) -> None:
+        """Resets every map entry: after a failure, whatever state it left, the next sample starts clean."""
+        for m in self._maps.values():
+            m.fill(-1)
+
+    def sample(self, seed_ids: np.ndarray | Sequence[int], batch: int = 0) -> SampleOutput:
         """Samples the multi-hop neighbourhood of distinct video seed ids (batch keys the RNG)."""
-        seeds = np.ascontiguousarray(np.asarray(seed_ids).ravel(), dtype=np.int64)
+        seeds = np.ascontiguousarray(np.asarray(seed_ids).ravel())
+        if seeds.size and not np.issubdtype(seeds.dtype, np.integer):
+            raise SamplerError(f"seed video ids must be integers, got dtype {seeds.dtype}")
+        seeds = seeds.astype(np.int64, copy=False)
         nv = self.topology.num_videos
         if seeds.size and (seeds.min() < 0 or seeds.max() >= nv):
-            raise SamplerError(f"seed video ids must lie in 0..{nv - 1}")
+            bad = int(seeds[np.argmax((seeds < 0) | (seeds >= nv))])
+            raise SamplerError(f"seed video id {bad} is out of range (valid ids: 0..{nv - 1})")
         with self._lock:
             count = {t: 0 for t in self.node_types}
             try:
                 return self._sample(seeds, int(batch), count)
+            except BaseException:
+                self._clear()
+                raise
             finally:
-                for t in self.node_types:
-                    self._maps[t][self._bufs[t][: count[t]]] = -1
+                self._forget(count)
 
     def _sample(self, seeds: np.ndarray, batch: int, count: dict[str, int]) -> SampleOutput:
-        _, count["video"] = self._relabel("video", seeds, 0)
+        _, count["video"] = self._relabel("video", seeds, 0, "seeds")
         if count["video"] != seeds.shape[0]:
             raise SamplerError("seed video ids must be distinct")
         nodes_per_hop = {t: [count[t]] for t in self.node_types}
@@ -243,7 +286,7 @@ class NeighborSampler:
                     continue
                 key = rng.relation_key(self.seed, batch, h + 1, rel.index)
                 heads, col = self._backend.draw(rel, frontier, lo, k, self.replace, key)
-                row, count[rel.head] = self._relabel(rel.head, heads, count[rel.head])
+                row, count[rel.head] = self._relabel(rel.head, heads, count[rel.head], f"relation {rel.name}")
                 rows[rel.edge_type].append(row)
                 cols[rel.edge_type].append(col)
                 edges_per_hop[rel.edge_type].append(int(row.shape[0]))

@@ -2,12 +2,16 @@
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 import numba
 import numpy as np
 from numba import njit, prange
 
 from graphstore.sampler import rng
+
+if TYPE_CHECKING:
+    from graphstore.sampler.neighbor import KernelRelation
 
 _GOLDEN = np.uint64(rng.GOLDEN)
 _MIX1 = np.uint64(rng.MIX1)
@@ -187,12 +191,18 @@ def draw(kind, identity, head_index, indptr, indices, members, lo, hi,
 
 @njit(nogil=True, cache=True)
 def relabel(heads, node_map, nodes, n):
-    """Local ids of heads in first-seen order; new nodes appended to nodes[n:] (n = -1: bad id)."""
+    """Local ids of heads in first-seen order; new nodes appended to nodes[n:].
+
+    All or nothing: on an id outside the map it undoes its own additions and returns n = -1.
+    """
     rows = np.empty(heads.shape[0], np.int64)
     size = node_map.shape[0]
+    n0 = n
     for j in range(heads.shape[0]):
         g = heads[j]
         if g < 0 or g >= size:
+            for i in range(n0, n):
+                node_map[nodes[i]] = -1
             return rows, np.int64(-1)
         loc = node_map[g]
         if loc < 0:
@@ -209,14 +219,17 @@ class NumbaBackend:
 
     name = "numba"
 
-    def __init__(self, num_threads: int | None):
+    def __init__(self, num_threads: int | None) -> None:
         self.num_threads = min(num_threads or numba.config.NUMBA_NUM_THREADS, numba.config.NUMBA_NUM_THREADS)
 
-    def draw(self, rel, frontier, tail0, k, replace, rel_key):
+    def draw(self, rel: KernelRelation, frontier: np.ndarray, tail0: int, k: int, replace: bool,
+             rel_key: int) -> tuple[np.ndarray, np.ndarray]:
+        """(global heads, local tail ids) of one relation over a frontier."""
         numba.set_num_threads(self.num_threads)
         return draw(rel.kind_code, rel.identity, rel.head_index, rel.indptr, rel.indices, rel.members,
                     rel.lo, rel.hi, frontier, np.int64(tail0), np.int64(k), bool(replace), np.uint64(rel_key),
                     parallel=self.num_threads > 1 and os.getpid() == _LOADED_IN_PID)
 
-    def relabel(self, heads, node_map, nodes, n):
+    def relabel(self, heads: np.ndarray, node_map: np.ndarray, nodes: np.ndarray, n: int) -> tuple[np.ndarray, int]:
+        """(local ids of heads, new node count); n = -1 and the map untouched on an out-of-range head."""
         return relabel(heads, node_map, nodes, np.int64(n))

@@ -9,9 +9,13 @@ video. `num_sampled_nodes[type]` has num_hops + 1 entries (entry 0: the seeds) a
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from torch_geometric.sampler import HeteroSamplerOutput
 
 EdgeType = tuple[str, str, str]
 
@@ -26,9 +30,6 @@ class SampleOutput:
     num_sampled_nodes: dict[str, list[int]]
     num_sampled_edges: dict[EdgeType, list[int]]
     backend: str = ""
-    edge: dict[EdgeType, np.ndarray] | None = None  # implicit edges have no ids
-    batch: dict[str, np.ndarray] | None = None
-    metadata: dict = field(default_factory=dict)
 
     @property
     def num_edges(self) -> int:
@@ -48,7 +49,7 @@ class SampleOutput:
         """Global tail (video) ids of the sampled edges of one edge type."""
         return self.node[edge_type[2]][self.col[edge_type]]
 
-    def to_pyg(self):
+    def to_pyg(self) -> HeteroSamplerOutput:
         """A torch_geometric.sampler.HeteroSamplerOutput with int64 torch tensors."""
         import torch
         from torch_geometric.sampler import HeteroSamplerOutput
@@ -58,10 +59,10 @@ class SampleOutput:
             node={k: t(np.ascontiguousarray(v, dtype=np.int64)) for k, v in self.node.items()},
             row={k: t(np.ascontiguousarray(v, dtype=np.int64)) for k, v in self.row.items()},
             col={k: t(np.ascontiguousarray(v, dtype=np.int64)) for k, v in self.col.items()},
-            # filter_hetero_data indexes edge[edge_type]; None means "no edge features".
+            # filter_hetero_data indexes edge[edge_type]; None means "no edge features" (implicit edges
+            # have no ids). No batch vector: seeds come first in node['video'].
             edge={k: None for k in self.row},
             batch=None,
             num_sampled_nodes={k: list(v) for k, v in self.num_sampled_nodes.items()},
             num_sampled_edges={k: list(v) for k, v in self.num_sampled_edges.items()},
-            metadata=self.metadata or None,
         )

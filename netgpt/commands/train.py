@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from graphstore.cli import add_fanouts_argument, add_store_argument, non_negative_int, positive_int, store_path
 from graphstore.errors import UserError
 
 STAGES = ("pretrain", "align", "finetune", "all")
@@ -13,18 +14,19 @@ def add_pretrain_arguments(p: argparse.ArgumentParser) -> None:
     """Options of stage-1 pretraining (shared with the baselines command)."""
     from netgpt.config import PRESETS, RELATION_GROUPS
 
-    p.add_argument("--store", required=True, help="graphstore directory (featurized)")
+    add_store_argument(p, help="graphstore directory (featurized)")
     p.add_argument("--preset", choices=sorted(PRESETS), default="default",
                    help="stage-1 model and hyper-parameters: default (HeteroSAGE, CPU-sized), paper (the reference RGCN), "
                         "cpu (the reference RGCN at CPU width) (default: %(default)s)")
-    p.add_argument("--epochs", type=int, help="override the preset's epoch count")
-    p.add_argument("--max-steps", type=int, help="stage 1: cap optimiser steps per epoch (smoke runs)")
-    p.add_argument("--max-eval-batches", type=int, help="cap evaluation batches per split (smoke runs)")
-    p.add_argument("--batch-size", type=int, help="override the preset's batch size")
-    p.add_argument("--d-g", type=int, help="override the hidden width d_g")
-    p.add_argument("--fanouts", type=int, nargs="+", help="override the per-relation fanout of each hop")
-    p.add_argument("--num-workers", type=int, help="loader worker processes")
-    p.add_argument("--feature-cache-mb", type=int,
+    p.add_argument("--epochs", type=positive_int, help="override the preset's epoch count")
+    p.add_argument("--max-steps", type=positive_int, help="stage 1: cap optimiser steps per epoch (smoke runs)")
+    p.add_argument("--max-eval-batches", type=positive_int, help="cap evaluation batches per split (smoke runs)")
+    p.add_argument("--batch-size", type=positive_int, help="override the preset's batch size")
+    p.add_argument("--d-g", type=positive_int, help="override the hidden width d_g")
+    add_fanouts_argument(p, default=None, help="override the preset's per-relation fanout of each hop, "
+                                               "e.g. 10,10 or 10 10 (default: the preset's)")
+    p.add_argument("--num-workers", type=non_negative_int, help="loader worker processes")
+    p.add_argument("--feature-cache-mb", type=positive_int,
                    help="feature memory per process (default 1024): chunk cache plus memory-mapped raw arrays "
                         "that fit; larger arrays are read with pread (raise it to map everything)")
     p.add_argument("--seed", type=int, default=None,
@@ -59,7 +61,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--llm", help="local Hugging Face LLM directory (stages align/finetune/all)")
     p.add_argument("--llm-config", help="LLM-stage settings: a preset ('paper', default; 'tiny' for CPU smoke runs) "
                                         "or a JSON file of netgpt.llm.config.LLMConfig fields")
-    p.add_argument("--llm-max-steps", type=int,
+    p.add_argument("--llm-max-steps", type=positive_int,
                    help="stages 2-3: cap optimiser steps per stage (default: one epoch of the train split)")
     p.add_argument("--skip-align", action="store_true", help="ablation: skip stage 2 (fine-tune without alignment)")
     add_pretrain_arguments(p)
@@ -69,7 +71,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _pretrain(args: argparse.Namespace) -> dict:
     from netgpt.train_gnn import run_pretrain
 
-    result = run_pretrain(args.out, args.store, config_from_args(args), resume=args.resume,
+    result = run_pretrain(args.out, store_path(args), config_from_args(args), resume=args.resume,
                           progress=not args.no_progress)
     print(json.dumps(result, indent=2))
     return result
@@ -118,13 +120,13 @@ def run(args: argparse.Namespace) -> int:
             resume = args.resume or (Path(args.out) / "pretrain" / "checkpoint.pt").is_file()
             if "stopped_after_epochs" in _pretrain(argparse.Namespace(**{**vars(args), "resume": resume})):
                 return 0
-        if not embeddings_current(args.out, GraphStore.open(args.store)):
-            run_embed(args.out, args.store, progress=not args.no_progress)
+        if not embeddings_current(args.out, GraphStore.open(store_path(args))):
+            run_embed(args.out, store_path(args), progress=not args.no_progress)
     kw = dict(max_steps=args.llm_max_steps, resume=args.resume, seed=args.seed, progress=not args.no_progress,
               config=config)
     skip_align = config.skip_align if config is not None else args.skip_align
     if stage in ("align", "all") and not skip_align:
-        stages.run_align(args.out, args.store, args.llm, **kw)
+        stages.run_align(args.out, store_path(args), args.llm, **kw)
     if stage in ("finetune", "all"):
-        stages.run_finetune(args.out, args.store, args.llm, **kw)
+        stages.run_finetune(args.out, store_path(args), args.llm, **kw)
     return 0

@@ -94,7 +94,6 @@ class Encoded:
 
     input_ids: list[int]
     labels: list[int]
-    graph_pos: int
     truncated: bool
 
 
@@ -121,7 +120,6 @@ class PromptEncoder:
         for tok in (g.start, g.pad, g.end):
             if self.prefix_ids.count(tok) != 1:
                 raise UserError("the tokenizer does not keep the graph tokens as single tokens")
-        self.graph_pos = self.prefix_ids.index(g.pad)
         if self.budget < 1:
             raise UserError(f"--max-prompt-tokens {self.max_prompt_tokens} leaves no room for the sample JSON "
                             f"(the template takes {len(self.prefix_ids) + len(self.suffix_ids)} tokens)")
@@ -156,4 +154,4 @@ class PromptEncoder:
             resp = self.response_ids(level)
             ids = ids + resp
             labels = labels + resp
-        return Encoded(ids, labels, self.graph_pos, truncated)
+        return Encoded(ids, labels, truncated)

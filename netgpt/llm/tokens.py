@@ -1,6 +1,8 @@
 """The three graph tokens: adding them to a tokenizer and sizing the model's embeddings."""
 from __future__ import annotations
 
+import logging
+
 from dataclasses import dataclass
 
 import torch
@@ -32,7 +34,14 @@ def add_graph_tokens(tokenizer, model=None, *, seed: int = 0) -> GraphTokenIds:
         rows = model.get_input_embeddings().weight.shape[0]
         # Qwen checkpoints pad the embedding matrix beyond len(tokenizer): only ever grow it.
         if len(tokenizer) > rows:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed)  # mean_resizing samples the new rows
-                model.resize_token_embeddings(len(tokenizer))
+            # mean resizing of the new rows is deliberate (and seeded): transformers' warning about it is noise
+            hf_log = logging.getLogger("transformers.modeling_utils")
+            level = hf_log.level
+            hf_log.setLevel(logging.ERROR)
+            try:
+                with torch.random.fork_rng(devices=[]):
+                    torch.manual_seed(seed)  # mean_resizing samples the new rows
+                    model.resize_token_embeddings(len(tokenizer))
+            finally:
+                hf_log.setLevel(level)
     return ids
