@@ -48,6 +48,8 @@ class PretrainConfig:
     num_layers: int = 2
     dropout: float = 0.0
     text_dropout: float = 0.0  # sage: share of nodes whose title/description/comment messages are dropped in training
+    text_width: int = 0  # sage: > 0 squeezes title/description/comment inputs through this many units
+    text_noise: float = 0.0  # sage: std of Gaussian noise on the (standardised) text inputs in training
     heads: int = 4  # HAN / HGT baselines only
     fanouts: list[int] = field(default_factory=lambda: [50, 51])  # per relation, per hop
     batch_size: int = 512
@@ -56,6 +58,7 @@ class PretrainConfig:
     optimizer: str = "adam"  # adam (L2 weight decay, the reference code's) | adamw (decoupled weight decay)
     weight_decay: float = 1e-4
     grad_clip: float | None = None  # max gradient norm (None: no clipping, as the reference code)
+    ema_epochs: float = 0.0  # > 0: validate and keep an exponential moving average of the weights over ~this many epochs
     warmup_ratio: float = 0.0  # share of the steps with a linear lr warm-up before the cosine decay
     scale_inputs: bool = False  # standardise inputs with train-split statistics (saved in checkpoints)
     numeric_bins: int = 0  # > 0: piecewise-linear encodings of the video's numeric columns at train quantiles

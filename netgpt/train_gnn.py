@@ -38,7 +38,8 @@ def build_model(cfg: PretrainConfig, in_dims: dict[str, int], etypes: list[tuple
     if cfg.model == "sage":
         from .models.sage import HeteroSAGE
 
-        inner = HeteroSAGE(in_dims, etypes, cfg.d_g, cfg.num_layers, cfg.dropout, cfg.text_dropout)
+        inner = HeteroSAGE(in_dims, etypes, cfg.d_g, cfg.num_layers, cfg.dropout, cfg.text_dropout, cfg.text_width,
+                           cfg.text_noise)
     elif cfg.model == "rgcn":
         from .models.rgcn import HeteroRGCN
 
@@ -111,6 +112,38 @@ def warmup_cosine(opt: torch.optim.Optimizer, total_steps: int, warmup_ratio: fl
     return torch.optim.lr_scheduler.LambdaLR(opt, factor)
 
 
+def epoch_steps(cfg: PretrainConfig, num_train: int, world_size: int) -> int:
+    """Optimiser steps per epoch on each rank (capped by cfg.max_steps)."""
+    steps = -(-(num_train // world_size) // cfg.batch_size)
+    return min(steps, cfg.max_steps) if cfg.max_steps is not None else steps
+
+
+def make_optimizer(model: torch.nn.Module, cfg: PretrainConfig, steps_per_epoch: int):
+    """(optimizer, scheduler) of the config: Adam or AdamW with warm-up + cosine over all epochs."""
+    opt_cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
+    opt = opt_cls(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return opt, warmup_cosine(opt, cfg.epochs * steps_per_epoch, cfg.warmup_ratio)
+
+
+def loader_seed(cfg: PretrainConfig, epoch: int, rank: int) -> int:
+    """Seed of the neighbour sampler of a rank's training batches in an epoch."""
+    return (cfg.seed * 1_000_003 + epoch * 7919 + rank) % (2**31)
+
+
+def weight_average(model: torch.nn.Module, cfg: PretrainConfig, steps_per_epoch: int):
+    """An exponential moving average of the weights (evaluated and kept instead of the raw weights),
+    over about cfg.ema_epochs of steps; None when cfg.ema_epochs is 0.
+
+    On a few thousand training videos the validation score swings by points from one epoch to the
+    next; the average of the recent weights is a steadier model to select on val and to export."""
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    if not cfg.ema_epochs:
+        return None
+    decay = 1.0 - 1.0 / max(2.0, cfg.ema_epochs * steps_per_epoch)
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+
+
 def _rng_state() -> dict:
     return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
 
@@ -165,13 +198,8 @@ def _run(run_dir: Path, store_path: Path, cfg: PretrainConfig, ctx: DistContext,
     if not resume:
         fit_input_statistics(model, store, cfg)
     model = model.to(ctx.device)
-    per_rank = train_ids.size // ctx.world_size
-    steps_per_epoch = -(-per_rank // cfg.batch_size)
-    if cfg.max_steps is not None:
-        steps_per_epoch = min(steps_per_epoch, cfg.max_steps)
-    opt_cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
-    opt = opt_cls(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = warmup_cosine(opt, cfg.epochs * steps_per_epoch, cfg.warmup_ratio)
+    steps_per_epoch = epoch_steps(cfg, train_ids.size, ctx.world_size)
+    opt, sched = make_optimizer(model, cfg, steps_per_epoch)
     start_epoch, best, bad_epochs = 0, {"value": float("inf"), "epoch": -1}, 0
     if resume:
         ck = torch.load(last_path, map_location=ctx.device, weights_only=False)
@@ -181,7 +209,11 @@ def _run(run_dir: Path, store_path: Path, cfg: PretrainConfig, ctx: DistContext,
     if ctx.is_main:
         # drop metric lines of epochs >= start_epoch (left by a run killed after logging)
         filter_jsonl(out / "metrics.jsonl", lambda rec: rec["epoch"] < start_epoch)
+    ema = weight_average(model, cfg, steps_per_epoch)
+    if resume and ema is not None:
+        ema.load_state_dict(ck["ema"])
     net = DistributedDataParallel(model, find_unused_parameters=cfg.model != "rgcn") if ctx.enabled else model
+    evaluated = ema.module if ema is not None else model  # the weights that are validated, kept and exported
 
     ran = 0
     for epoch in range(start_epoch, cfg.epochs):
@@ -192,8 +224,7 @@ def _run(run_dir: Path, store_path: Path, cfg: PretrainConfig, ctx: DistContext,
         net.train()
         t0, seen, loss_sum, steps = time.perf_counter(), 0, 0.0, 0
         bar = tqdm(total=steps_per_epoch, desc=f"{stage} epoch {epoch}", unit="step", disable=not (progress and ctx.is_main))
-        loader_seed = (cfg.seed * 1_000_003 + epoch * 7919 + ctx.rank) % (2**31)
-        for batch in iter_batches(store, seeds, cfg, seed=loader_seed):
+        for batch in iter_batches(store, seeds, cfg, seed=loader_seed(cfg, epoch, ctx.rank)):
             if steps >= steps_per_epoch:
                 break
             x, ei, bs, _, y = batch_inputs(batch, ctx.device)
@@ -204,12 +235,14 @@ def _run(run_dir: Path, store_path: Path, cfg: PretrainConfig, ctx: DistContext,
             if cfg.grad_clip:
                 torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
             opt.step(); sched.step()
+            if ema is not None:
+                ema.update_parameters(model)
             steps += 1; seen += bs; loss_sum += loss.item()
             bar.set_postfix(loss=f"{loss.item():.4f}", samples_s=f"{seen / (time.perf_counter() - t0):.0f}")
             bar.update(1)
         bar.close()
         train_s = time.perf_counter() - t0
-        n, yt, yp = predict_nodes(net.module if ctx.enabled else net, store, val_ids, cfg, ctx, desc=f"val {epoch}", progress=progress)
+        n, yt, yp = predict_nodes(evaluated, store, val_ids, cfg, ctx, desc=f"val {epoch}", progress=progress)
         val = regression_metrics(yt, yp)
         value = val[cfg.select_metric]
         improved = value < best["value"]
@@ -223,8 +256,9 @@ def _run(run_dir: Path, store_path: Path, cfg: PretrainConfig, ctx: DistContext,
                   "lr": sched.get_last_lr()[0], "val": val, "best_epoch": best["epoch"]}
         if ctx.is_main:
             if improved:
-                torch_save({"model": model.state_dict(), "epoch": epoch, "val": val, "config": cfg.to_dict()}, best_path)
-            torch_save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                torch_save({"model": evaluated.state_dict(), "epoch": epoch, "val": val, "config": cfg.to_dict()}, best_path)
+            torch_save({"model": model.state_dict(), "ema": ema.state_dict() if ema is not None else None,
+                        "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                                "epoch": epoch, "best": best, "bad_epochs": bad_epochs, "rng": _rng_state(),
                                "config": cfg.to_dict()}, last_path)
             with open(out / "metrics.jsonl", "a") as f:
