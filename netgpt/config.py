@@ -47,9 +47,7 @@ class PretrainConfig:
     d_g: int = 1024  # hidden / embedding width
     num_layers: int = 2
     dropout: float = 0.0
-    text_dropout: float = 0.0  # sage: share of nodes whose title/description/comment messages are dropped in training
-    text_width: int = 0  # sage: > 0 squeezes title/description/comment inputs through this many units
-    text_noise: float = 0.0  # sage: std of Gaussian noise on the (standardised) text inputs in training
+    identity_noise: float = 0.0  # sage: std of Gaussian noise in training on inputs unique to a video (text, post time, duration)
     heads: int = 4  # HAN / HGT baselines only
     fanouts: list[int] = field(default_factory=lambda: [50, 51])  # per relation, per hop
     batch_size: int = 512
@@ -107,9 +105,10 @@ class PretrainConfig:
 
 PRESETS: dict[str, dict] = {
     # The project's default: HeteroSAGE with residual self state, train-scaled inputs, warm-up + cosine.
-    "default": {"model": "sage", "d_g": 128, "fanouts": [10, 10], "lr": 2e-3, "weight_decay": 1e-5, "dropout": 0.1,
-                "grad_clip": 1.0, "warmup_ratio": 0.05, "scale_inputs": True, "epochs": 20, "patience": 5,
-                "eval_batch_size": 1024, "embed_fanout": 50},
+    "default": {"model": "sage", "d_g": 128, "fanouts": [10, 10], "lr": 2e-3, "optimizer": "adamw",
+                "weight_decay": 1e-5, "dropout": 0.1, "grad_clip": 1.0, "warmup_ratio": 0.05, "scale_inputs": True,
+                "numeric_bins": 16, "identity_noise": 3.0, "ema_epochs": 1.0, "epochs": 12, "patience": 4,
+                "eval_batch_size": 1024, "embed_fanout": 20},
     # The reference code's values (paper, GPU).
     "paper": {},
     # The paper's RGCN at a width a 2-core CPU trains in minutes at scale 0.1.

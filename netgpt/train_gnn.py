@@ -38,8 +38,7 @@ def build_model(cfg: PretrainConfig, in_dims: dict[str, int], etypes: list[tuple
     if cfg.model == "sage":
         from .models.sage import HeteroSAGE
 
-        inner = HeteroSAGE(in_dims, etypes, cfg.d_g, cfg.num_layers, cfg.dropout, cfg.text_dropout, cfg.text_width,
-                           cfg.text_noise)
+        inner = HeteroSAGE(in_dims, etypes, cfg.d_g, cfg.num_layers, cfg.dropout, cfg.identity_noise)
     elif cfg.model == "rgcn":
         from .models.rgcn import HeteroRGCN
 

@@ -15,12 +15,6 @@ from torch_geometric.utils import scatter
 
 from .rgcn import MAX_LEVEL, EdgeType, plan_layers
 
-# Relations that carry a video's own text: they identify the video, and a video's several crawled
-# states share one label, so a model can learn "this title -> that level" on train videos, which never
-# transfers to new videos. Modality dropout (whole relations dropped per node in training) stops
-# the model from leaning on them alone.
-TEXT_RELATIONS = ("is_title_of", "is_description_of", "is_comment_of")
-TEXT_TYPES = ("title", "description", "comment")
 # Inputs that are (nearly) unique to a video and the same in all of its states: its text, its post time
 # and its duration. They let a network memorise "this video -> that level" on train videos (the label is
 # shared by the video's states), which never transfers to new videos; training noise on them
@@ -32,16 +26,14 @@ class HeteroSAGE(nn.Module):
     """forward(x_dict, edge_index_dict, batch_size) -> (seed embeddings [B, d], predicted levels [B])."""
 
     def __init__(self, in_dims: dict[str, int], relations: list[EdgeType], d: int, num_layers: int = 2,
-                 dropout: float = 0.1, text_dropout: float = 0.0, text_width: int = 0, text_noise: float = 0.0):
+                 dropout: float = 0.1, identity_noise: float = 0.0):
         super().__init__()
-        self.text_dropout = text_dropout
-        self.text_noise = text_noise
+        self.identity_noise = identity_noise
         self.node_types = sorted(in_dims)
         self.relations = [tuple(r) for r in relations]
         self.num_layers = num_layers
-        width = {t: text_width if text_width and t in TEXT_TYPES else d for t in self.node_types}
-        self.encoders = nn.ModuleDict({t: nn.Sequential(nn.Linear(in_dims[t], width[t]), nn.LayerNorm(width[t]),
-                                                        nn.ReLU(), nn.Linear(width[t], d)) for t in self.node_types})
+        self.encoders = nn.ModuleDict({t: nn.Sequential(nn.Linear(in_dims[t], d), nn.LayerNorm(d), nn.ReLU(),
+                                                        nn.Linear(d, d)) for t in self.node_types})
         self.self_lins = nn.ModuleList(nn.Linear(d, d) for _ in range(num_layers))
         self.rel_lins = nn.ModuleList(nn.ModuleDict({r[1]: nn.Linear(d, d, bias=False) for r in self.relations})
                                       for _ in range(num_layers))
@@ -55,8 +47,8 @@ class HeteroSAGE(nn.Module):
         edges = {et: ei for et, ei in edge_index_dict.items() if et[0] in x_dict and et[1] in names}
         num_nodes = {t: x.size(0) for t, x in x_dict.items()}
         plans = plan_layers(num_nodes, edges, batch_size, self.num_layers)
-        if self.training and self.text_noise:
-            x_dict = {t: x + self.text_noise * torch.randn_like(x) if t in IDENTITY_TYPES else x
+        if self.training and self.identity_noise:
+            x_dict = {t: x + self.identity_noise * torch.randn_like(x) if t in IDENTITY_TYPES else x
                       for t, x in x_dict.items()}
         h = {t: self.dropout(self.encoders[t](x)) for t, x in x_dict.items() if t in self.encoders}
         for layer, plan in enumerate(plans):
@@ -64,9 +56,6 @@ class HeteroSAGE(nn.Module):
             hv = h["video"]
             msg = self.self_lins[layer](hv[rows])
             for et, (src, dst) in plan.edges.items():
-                if self.training and self.text_dropout and et[1] in TEXT_RELATIONS:
-                    keep = torch.rand(rows.numel(), device=dst.device) >= self.text_dropout
-                    src, dst = src[keep[dst]], dst[keep[dst]]
                 if et[0] in h:
                     agg = scatter(h[et[0]][src], dst, dim=0, dim_size=rows.numel(), reduce="mean")
                     msg = msg + self.rel_lins[layer][et[1]](agg)
