@@ -10,6 +10,8 @@ from typing import Any
 
 import duckdb
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import zarr
 
 from graphstore.errors import InputRecordError, UserError
@@ -18,6 +20,7 @@ from graphstore.schema import (
     ATTRIBUTE_RELATIONS, COUNT_FIELDS, DAY, DEFAULT_CUTOFF, DEFAULT_VAL_DAYS, FORMAT_VERSION, NODE_TYPES,
     PLATFORMS, RELATIONS,
 )
+from graphstore.topology import bucket_bounds, bucket_order
 from graphstore.zarr_io import array_checksum, write_array
 
 log = logging.getLogger(__name__)
@@ -40,10 +43,7 @@ def build_store(
     input_path, store_path = Path(input_path), Path(store_path)
     if store_path.exists() and not overwrite:
         raise UserError(f"{store_path} exists; pass --overwrite to replace it")
-    try:
-        cutoff_day = (date.fromisoformat(cutoff) - date(1970, 1, 1)).days
-    except ValueError:
-        raise UserError(f"--cutoff {cutoff!r} is not a YYYY-MM-DD date") from None
+    cutoff_days = cutoff_day(cutoff)
     tmp = store_path.with_name(f"{store_path.name}.tmp-build")  # not hidden: DuckDB globs skip "." and "_" paths
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -51,22 +51,15 @@ def build_store(
     try:
         root = zarr.open_group(str(tmp), mode="w", zarr_format=3)  # before staging: mode "w" empties the folder
         staged = ingest(input_path, tmp / "staging", progress=progress)
-        con = duckdb.connect(str(tmp / "staging" / "build.duckdb"))
-        con.execute(f"SET memory_limit='{memory_limit}'")
-        con.execute(f"SET temp_directory='{tmp / 'staging' / 'spill'}'")
-        con.execute("SET preserve_insertion_order=false")
-        if threads:
-            con.execute(f"SET threads={int(threads)}")
-        meta = _layout(con, root, tmp, staged, cutoff_day, val_days, progress)
+        con = connect_staging(tmp / "staging", memory_limit, threads)
+        meta = _layout(con, root, tmp, staged, cutoff_days, val_days, progress)
         meta["build"] = {
             "input": str(input_path.resolve()), "input_format": staged.input_format, "cutoff": cutoff,
             "val_days": val_days, "memory_limit": memory_limit, "seconds": None,
         }
         con.close()
         shutil.rmtree(tmp / "staging")
-        meta["checksums"] = {
-            name: array_checksum(root[name]) for g in ("columns", "topology", "splits") for name in _array_paths(root[g], g + "/")
-        }
+        meta["checksums"] = store_checksums(root)
         meta["build"]["seconds"] = round(time.time() - started, 1)
         root.attrs["graphstore"] = meta
         if featurize:
@@ -97,28 +90,135 @@ def _fetch(con: duckdb.DuckDBPyConnection, sql: str) -> dict[str, np.ndarray]:
     return {k: np.asarray(v) for k, v in con.execute(sql).fetchnumpy().items()}
 
 
-def _layout(con, root, tmp: Path, staged, cutoff_day: int, val_days: int, progress: bool) -> dict:
-    s_path, c_path = staged.samples_path.as_posix(), staged.comments_path.as_posix()
-    con.execute(f"CREATE VIEW raw AS SELECT * FROM read_parquet('{s_path}')")
-    con.execute("CREATE TABLE topics AS SELECT topic, (row_number() OVER (ORDER BY topic) - 1)::INT AS topic_id FROM (SELECT DISTINCT topic FROM raw)")
-    con.execute("CREATE TABLE authors AS SELECT author_id, (row_number() OVER (ORDER BY author_id) - 1)::INT AS author FROM (SELECT DISTINCT author_id FROM raw)")
-    # Node order (topic, day, input position): each topic is one contiguous day-sorted run.
+def cutoff_day(cutoff: str) -> int:
+    """Days since the epoch of a YYYY-MM-DD cutoff; UserError otherwise."""
+    try:
+        return (date.fromisoformat(cutoff) - date(1970, 1, 1)).days
+    except ValueError:
+        raise UserError(f"--cutoff {cutoff!r} is not a YYYY-MM-DD date") from None
+
+
+def connect_staging(staging: Path, memory_limit: str, threads: int | None) -> duckdb.DuckDBPyConnection:
+    """The DuckDB connection of a build or an append, spilling under `staging`."""
+    con = duckdb.connect(str(staging / "build.duckdb"))
+    con.execute(f"SET memory_limit='{memory_limit}'")
+    con.execute(f"SET temp_directory='{staging / 'spill'}'")
+    con.execute("SET preserve_insertion_order=false")
+    if threads:
+        con.execute(f"SET threads={int(threads)}")
+    return con
+
+
+def _layout(con, root, tmp: Path, staged, cutoff: int, val_days: int, progress: bool) -> dict:
+    stage_samples(con, staged.samples_path)
+    n = con.execute("SELECT count(*) FROM s").fetchone()[0]
+    out_cols, pday = sample_columns(con)
+    col_group = root.create_group("columns")
+    for name, arr in out_cols.items():
+        write_array(col_group, name, arr, chunk_rows=COLUMN_CHUNK_ROWS, compress=True)
+
+    topo = root.create_group("topology")
+    for rel, col in ALIGNED_HEADS.items():
+        write_array(topo.require_group(rel), "head", out_cols[col].astype(np.int32))
+    degrees = {}
+    for rel, col in BUCKET_KEYS.items():
+        g = topo.require_group(rel)
+        if rel == "has_same_topic_as":  # node order (topic, day, input position) sorts the buckets: no members array
+            members = np.arange(n, dtype=np.int32)
+        else:
+            members = bucket_order(out_cols[col], out_cols["cday"])
+            write_array(g, "members", members)
+        lo, hi = bucket_bounds(members, out_cols[col], out_cols["cday"])
+        write_array(g, "lo", lo)
+        write_array(g, "hi", hi)
+        degrees[rel] = int((hi.astype(np.int64) - lo).sum())
+
+    # History: every listed id must exist; edges u -> v stored CSC by v, heads ascending.
+    check_history(con, history_field(staged.input_format))
+    v_of, u_of = history_edges(con)
+    g = topo.require_group("is_history_of")
+    write_array(g, "indptr", indptr_of(v_of, n))
+    write_array(g, "indices", u_of)
+
+    # Comments sorted by (video node, time, input position); range relation via indptr.
+    cvideo = stage_comments(con, staged.comments_path)
+    write_array(topo.require_group("is_comment_of"), "indptr", indptr_of(cvideo, n))
+    n_comments = len(cvideo)
+
+    sg = root.create_group("splits")
+    splits = {}
+    for name, ids in split_ids(pday, out_cols["final_state"], cutoff, val_days).items():
+        write_array(sg, name, ids)
+        splits[name] = int(len(ids))
+
+    write_tables(con, tmp / "samples.parquet", tmp / "comments.parquet")
+    topic_names = [r[0] for r in con.execute("SELECT topic FROM topics ORDER BY topic_id").fetchall()]
+
+    num_nodes = {t: n for t in ("video", *ATTRIBUTE_RELATIONS)}
+    num_nodes.update(comment=n_comments, topic=len(topic_names), platform=len(PLATFORMS))
+    assert set(num_nodes) == set(NODE_TYPES)
+    degrees.update(is_comment_of=n_comments, is_history_of=int(len(v_of)))
+    return {
+        "format": "graphstore", "format_version": FORMAT_VERSION,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "node_types": num_nodes, "relations": relation_entries(n, degrees), "splits": splits,
+        "topics": topic_names, "platforms": list(PLATFORMS),
+    }
+
+
+# --- steps shared with `graphstore append` (graphstore/append.py) ----------------------------------------
+COLUMN_CHUNK_ROWS = 1 << 16
+ALIGNED_HEADS = {"is_platform_of": "platform", "is_topic_of": "topic"}  # relation -> column holding its head id
+BUCKET_KEYS = {"has_same_topic_as": "topic", "has_same_author_as": "author"}  # relation -> bucket key column
+SAMPLE_TABLE_COLUMNS = ("node, sample_id, url, platform, topic, author_id, title, description, post_time, current_time, "
+                        f"duration_s, {', '.join(COUNT_FIELDS)}, level, final_state, history")
+_EMPTY_KEYS = {"topic": pa.string(), "author_id": pa.string()}
+
+
+def history_field(input_format: str) -> str:
+    """The name of the history field in an input format (for error messages)."""
+    return "历史状态" if input_format == "xsvideo-json" else "history"
+
+
+def stage_samples(con: duckdb.DuckDBPyConnection, samples_path: Path, *, first_node: int = 0,
+                  topics: pa.Table | None = None, authors: pa.Table | None = None) -> None:
+    """DuckDB tables `topics`, `authors` and `s`, the staged samples numbered from `first_node` in
+    (topic id, ctime day, input position) order: `topics` / `authors` (key, id) keep the `known` pairs
+    and number the keys new to them after these, in sorted order."""
+    con.execute(f"CREATE VIEW raw AS SELECT * FROM read_parquet('{samples_path.as_posix()}')")
+    _number_keys(con, "topics", "topic", "topic_id", topics)
+    _number_keys(con, "authors", "author_id", "author", authors)
     con.execute(f"""
         CREATE TABLE s AS
-        SELECT (row_number() OVER (ORDER BY t.topic_id, r.ctime_ts // {DAY}, r.pos) - 1)::BIGINT AS node,
+        SELECT ({first_node} + row_number() OVER (ORDER BY t.topic_id, r.ctime_ts // {DAY}, r.pos) - 1)::BIGINT AS node,
                r.*, t.topic_id, a.author, (r.ctime_ts // {DAY})::INT AS cday, (r.post_ts // {DAY})::INT AS pday
         FROM raw r JOIN topics t USING (topic) JOIN authors a USING (author_id)
     """)
-    n = con.execute("SELECT count(*) FROM s").fetchone()[0]
 
+
+def _number_keys(con: duckdb.DuckDBPyConnection, table: str, key: str, id_col: str, known: pa.Table | None) -> None:
+    if known is None:
+        known = pa.table({key: pa.array([], _EMPTY_KEYS[key]), id_col: pa.array([], pa.int32())})
+    first = int(pc.max(known[id_col]).as_py()) + 1 if known.num_rows else 0
+    con.register("known_keys", known)
+    con.execute(f"""
+        CREATE TABLE {table} AS
+        SELECT {key}, {id_col}::INT AS {id_col} FROM known_keys
+        UNION ALL
+        SELECT {key}, ({first} + row_number() OVER (ORDER BY {key}) - 1)::INT
+        FROM (SELECT DISTINCT {key} FROM raw WHERE {key} NOT IN (SELECT {key} FROM known_keys))
+    """)
+    con.unregister("known_keys")
+
+
+def sample_columns(con: duckdb.DuckDBPyConnection) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The per-video columns of docs/FORMAT.md for the samples of table `s` (node order), and their post days."""
     cols = _fetch(con, f"""
         SELECT level, platform_id, topic_id, author, post_ts, ctime_ts, cday, duration_s, final_state, num_comments, pday,
-               {', '.join(f'coalesce({c}, 0) AS {c}, {c} IS NULL AS {c}_missing' for c in COUNT_FIELDS)},
-               min(node) OVER (PARTITION BY topic_id) AS t_lo, max(node) OVER (PARTITION BY topic_id, cday) + 1 AS t_hi
+               {', '.join(f'coalesce({c}, 0) AS {c}, {c} IS NULL AS {c}_missing' for c in COUNT_FIELDS)}
         FROM s ORDER BY node
     """)
-    col_group = root.create_group("columns")
-    out_cols = {
+    out = {
         "level": cols["level"].astype(np.int8), "platform": cols["platform_id"].astype(np.int8),
         "topic": cols["topic_id"].astype(np.int32), "author": cols["author"].astype(np.int32),
         "post_time": cols["post_ts"].astype(np.int64), "ctime": cols["ctime_ts"].astype(np.int64),
@@ -127,107 +227,27 @@ def _layout(con, root, tmp: Path, staged, cutoff_day: int, val_days: int, progre
         "final_state": cols["final_state"].astype(bool), "num_comments": cols["num_comments"].astype(np.int32),
     }
     for c in COUNT_FIELDS:
-        out_cols[c] = cols[c].astype(np.int64)
-        out_cols[f"{c}_missing"] = cols[f"{c}_missing"].astype(bool)
-    for name, arr in out_cols.items():
-        write_array(col_group, name, arr, chunk_rows=1 << 16, compress=True)
-
-    topo = root.create_group("topology")
-    write_array(topo.require_group("is_platform_of"), "head", out_cols["platform"].astype(np.int32))
-    write_array(topo.require_group("is_topic_of"), "head", out_cols["topic"])
-    write_array(topo.require_group("has_same_topic_as"), "lo", cols["t_lo"].astype(np.int32))
-    write_array(topo.require_group("has_same_topic_as"), "hi", cols["t_hi"].astype(np.int32))
-
-    author = _fetch(con, """
-        WITH a AS (SELECT node, author, cday, (row_number() OVER (ORDER BY author, cday, node) - 1)::INT AS apos FROM s)
-        SELECT node, apos, min(apos) OVER (PARTITION BY author) AS lo, max(apos) OVER (PARTITION BY author, cday) + 1 AS hi
-        FROM a ORDER BY apos
-    """)
-    members = author["node"].astype(np.int32)
-    lo = np.empty(n, np.int32)
-    hi = np.empty(n, np.int32)
-    lo[members], hi[members] = author["lo"], author["hi"]
-    g = topo.require_group("has_same_author_as")
-    write_array(g, "members", members)
-    write_array(g, "lo", lo)
-    write_array(g, "hi", hi)
-
-    # History: every listed id must exist; edges u -> v stored CSC by v, heads ascending.
-    _check_history(con, "历史状态" if staged.input_format == "xsvideo-json" else "history")
-    hist = _fetch(con, """
-        WITH h AS (SELECT s.node AS v, unnest(s.history) AS hid FROM s)
-        SELECT DISTINCT h.v, u.node AS u FROM h JOIN s u ON u.sample_id = h.hid ORDER BY h.v, u
-    """)
-    v_of = hist.get("v", np.zeros(0, np.int64)).astype(np.int64)
-    g = topo.require_group("is_history_of")
-    write_array(g, "indptr", _indptr(v_of, n))
-    write_array(g, "indices", hist.get("u", np.zeros(0, np.int64)).astype(np.int32))
-
-    # Comments sorted by (video node, time, input position); range relation via indptr.
-    con.execute(f"""
-        CREATE TABLE c AS
-        SELECT (row_number() OVER (ORDER BY s.node, cm.timestamp, cm.cpos) - 1)::BIGINT AS node, s.node AS video,
-               cm.comment_id, cm.text, cm.time, cm.timestamp
-        FROM read_parquet('{c_path}') cm JOIN s USING (pos)
-    """)
-    cvideo = _fetch(con, "SELECT video FROM c ORDER BY node")["video"].astype(np.int64)
-    write_array(topo.require_group("is_comment_of"), "indptr", _indptr(cvideo, n))
-    n_comments = len(cvideo)
-
-    # Splits by post date; final states are in the graph but in no split.
-    pday, final = cols["pday"].astype(np.int64), out_cols["final_state"]
-    test = ~final & (pday > cutoff_day)
-    val = ~final & ~test & (pday > cutoff_day - val_days)
-    train = ~final & ~test & ~val
-    sg = root.create_group("splits")
-    splits = {}
-    for name, mask in (("train", train), ("val", val), ("test", test)):
-        ids = np.flatnonzero(mask).astype(np.int64)
-        write_array(sg, name, ids)
-        splits[name] = int(len(ids))
-
-    samples_cols = ("node, sample_id, url, platform, topic, author_id, title, description, post_time, current_time, "
-                    f"duration_s, {', '.join(COUNT_FIELDS)}, level, final_state, history")
-    con.execute(f"COPY (SELECT {samples_cols} FROM s ORDER BY node) TO '{(tmp / 'samples.parquet').as_posix()}' (FORMAT parquet, COMPRESSION zstd)")
-    con.execute(f"COPY (SELECT * FROM c ORDER BY node) TO '{(tmp / 'comments.parquet').as_posix()}' (FORMAT parquet, COMPRESSION zstd)")
-    topic_names = [r[0] for r in con.execute("SELECT topic FROM topics ORDER BY topic_id").fetchall()]
-
-    num_nodes = {t: n for t in ("video", *ATTRIBUTE_RELATIONS)}
-    num_nodes.update(comment=n_comments, topic=len(topic_names), platform=len(PLATFORMS))
-    assert set(num_nodes) == set(NODE_TYPES)
-    degrees = {
-        "is_comment_of": n_comments,
-        "has_same_author_as": int((hi.astype(np.int64) - lo).sum()),
-        "has_same_topic_as": int((cols["t_hi"].astype(np.int64) - cols["t_lo"]).sum()),
-        "is_history_of": int(len(v_of)),
-    }
-    relations = [
-        {"name": name, "head": head, "tail": "video", "kind": kind, "num_edges": degrees.get(name, n)}
-        for name, head, kind in RELATIONS
-    ]
-    return {
-        "format": "graphstore", "format_version": FORMAT_VERSION,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "node_types": num_nodes, "relations": relations, "splits": splits,
-        "topics": topic_names, "platforms": list(PLATFORMS),
-    }
+        out[c] = cols[c].astype(np.int64)
+        out[f"{c}_missing"] = cols[f"{c}_missing"].astype(bool)
+    return out, cols["pday"].astype(np.int64)
 
 
-def _check_history(con: duckdb.DuckDBPyConnection, field: str) -> None:
-    """Every history id is a sample of the file, and none is a later state than the sample listing it.
+def check_history(con: duckdb.DuckDBPyConnection, field: str, pool: str = "s", where: str = "the file") -> None:
+    """Every history id of the samples in `s` is a sample of `pool`, and none is a later state than the sample listing it.
 
     States are compared by the date of their current time, as the reference code compares times
     (`time.split()[0]`): a date-only and a full time on the same day are not ordered.
     """
-    missing = con.execute("""
+    missing = con.execute(f"""
         WITH h AS (SELECT s.sample_id, unnest(s.history) AS hid FROM s)
-        SELECT h.sample_id, h.hid FROM h LEFT JOIN s u ON u.sample_id = h.hid WHERE u.node IS NULL LIMIT 1
+        SELECT h.sample_id, h.hid FROM h LEFT JOIN {pool} u ON u.sample_id = h.hid WHERE u.node IS NULL
+        ORDER BY h.sample_id, h.hid LIMIT 1
     """).fetchone()
     if missing:
-        raise InputRecordError(missing[0], field, f"history id {missing[1]!r} is not a sample in the file")
-    later = con.execute("""
+        raise InputRecordError(missing[0], field, f"history id {missing[1]!r} is not a sample in {where}")
+    later = con.execute(f"""
         WITH h AS (SELECT s.sample_id, s.cday, s.current_time, unnest(s.history) AS hid FROM s)
-        SELECT h.sample_id, h.hid, u.current_time, h.current_time FROM h JOIN s u ON u.sample_id = h.hid
+        SELECT h.sample_id, h.hid, u.current_time, h.current_time FROM h JOIN {pool} u ON u.sample_id = h.hid
         WHERE u.cday > h.cday ORDER BY h.sample_id, h.hid LIMIT 1
     """).fetchone()
     if later:
@@ -235,7 +255,56 @@ def _check_history(con: duckdb.DuckDBPyConnection, field: str) -> None:
                                                 f"after this sample's {later[3]!r})")
 
 
-def _indptr(sorted_tails: np.ndarray, n: int) -> np.ndarray:
+def history_edges(con: duckdb.DuckDBPyConnection, pool: str = "s") -> tuple[np.ndarray, np.ndarray]:
+    """(tails v in `s`, heads u in `pool`) of is_history_of, sorted by (v, u), duplicates dropped."""
+    hist = _fetch(con, f"""
+        WITH h AS (SELECT s.node AS v, unnest(s.history) AS hid FROM s)
+        SELECT DISTINCT h.v, u.node AS u FROM h JOIN {pool} u ON u.sample_id = h.hid ORDER BY h.v, u
+    """)
+    return (hist.get("v", np.zeros(0, np.int64)).astype(np.int64),
+            hist.get("u", np.zeros(0, np.int64)).astype(np.int32))
+
+
+def stage_comments(con: duckdb.DuckDBPyConnection, comments_path: Path, first_comment: int = 0) -> np.ndarray:
+    """DuckDB table `c`: the comments of `s` numbered from `first_comment` by (video node, time, input
+    position); returns the video node of every comment, in comment order."""
+    con.execute(f"""
+        CREATE TABLE c AS
+        SELECT ({first_comment} + row_number() OVER (ORDER BY s.node, cm.timestamp, cm.cpos) - 1)::BIGINT AS node,
+               s.node AS video, cm.comment_id, cm.text, cm.time, cm.timestamp
+        FROM read_parquet('{comments_path.as_posix()}') cm JOIN s USING (pos)
+    """)
+    return _fetch(con, "SELECT video FROM c ORDER BY node")["video"].astype(np.int64)
+
+
+def split_ids(pday: np.ndarray, final: np.ndarray, cutoff: int, val_days: int, first_node: int = 0) -> dict[str, np.ndarray]:
+    """Node ids (ascending, from `first_node`) per split by post day; final states are in no split."""
+    test = ~final & (pday > cutoff)
+    val = ~final & ~test & (pday > cutoff - val_days)
+    train = ~final & ~test & ~val
+    return {name: first_node + np.flatnonzero(mask).astype(np.int64)
+            for name, mask in (("train", train), ("val", val), ("test", test))}
+
+
+def write_tables(con: duckdb.DuckDBPyConnection, samples_out: Path, comments_out: Path) -> None:
+    """The sample and comment rows of tables `s` and `c` as Parquet files, in node order."""
+    con.execute(f"COPY (SELECT {SAMPLE_TABLE_COLUMNS} FROM s ORDER BY node) TO '{samples_out.as_posix()}' "
+                "(FORMAT parquet, COMPRESSION zstd)")
+    con.execute(f"COPY (SELECT * FROM c ORDER BY node) TO '{comments_out.as_posix()}' (FORMAT parquet, COMPRESSION zstd)")
+
+
+def relation_entries(n_videos: int, num_edges: dict[str, int]) -> list[dict]:
+    """The metadata document's `relations` list; relations not in `num_edges` have one edge per video."""
+    return [{"name": name, "head": head, "tail": "video", "kind": kind, "num_edges": num_edges.get(name, n_videos)}
+            for name, head, kind in RELATIONS]
+
+
+def store_checksums(root: zarr.Group) -> dict[str, str]:
+    """xxh64 of every column, topology and split array of a store."""
+    return {name: array_checksum(root[name]) for g in ("columns", "topology", "splits") for name in _array_paths(root[g], g + "/")}
+
+
+def indptr_of(sorted_tails: np.ndarray, n: int) -> np.ndarray:
+    """CSR-style offsets [n + 1] of tails sorted ascending."""
     counts = np.bincount(sorted_tails, minlength=n).astype(np.int64)
     return np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-

@@ -126,3 +126,41 @@ class Topology:
         """In-degree of tail v; UserError on an unknown relation or id."""
         rel = self.relation(relation)
         return rel.in_degree(check_node_id(v, rel.tail, self.count(rel.tail)))
+
+
+# --- bucket relations: members sorted by (key, day, node); v's in-neighbours are members[lo[v]:hi[v]] -----
+def bucket_order(key: np.ndarray, day: np.ndarray) -> np.ndarray:
+    """Node ids sorted by (key, day, node id): a bucket relation's `members` (int32)."""
+    n = len(key)
+    return np.lexsort((np.arange(n), np.asarray(day), np.asarray(key))).astype(np.int32)
+
+
+def bucket_bounds(members: np.ndarray, key: np.ndarray, day: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(lo, hi) per node (int32): the start of its bucket in `members` and the end of its day group there."""
+    members = np.asarray(members, dtype=np.int64)
+    n = len(members)
+    k, d = np.asarray(key)[members], np.asarray(day)[members]
+    pos = np.arange(n, dtype=np.int64)
+    new_key = np.ones(n, dtype=bool)
+    new_key[1:] = k[1:] != k[:-1]
+    group_end = np.ones(n, dtype=bool)
+    group_end[:-1] = new_key[1:] | (d[1:] != d[:-1])
+    lo_pos = np.maximum.accumulate(np.where(new_key, pos, 0)) if n else pos
+    hi_pos = np.minimum.accumulate(np.where(group_end, pos + 1, n)[::-1])[::-1] if n else pos
+    lo, hi = np.empty(n, np.int32), np.empty(n, np.int32)
+    lo[members], hi[members] = lo_pos, hi_pos
+    return lo, hi
+
+
+def merge_bucket(members: np.ndarray, key: np.ndarray, day: np.ndarray, first_new: int) -> np.ndarray:
+    """`members` of nodes < first_new merged with the nodes from `first_new` on, in (key, day, node) order.
+
+    O(n): the new nodes are sorted among themselves and inserted after the old members of their
+    (key, day) group, which hold smaller node ids.
+    """
+    key, day = np.asarray(key, np.int64), np.asarray(day, np.int64)
+    new = first_new + bucket_order(key[first_new:], day[first_new:]).astype(np.int64)
+    span = int(day.max() - day.min()) + 1 if len(day) else 1
+    rank = key * span + (day - (day.min() if len(day) else 0))  # (key, day) as one sortable int64
+    at = np.searchsorted(rank[np.asarray(members, np.int64)], rank[new], side="right")
+    return np.insert(np.asarray(members, np.int32), at, new.astype(np.int32))
