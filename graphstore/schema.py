@@ -1,7 +1,9 @@
 """Node types, relations and input field names of the XS-Video graph."""
 from __future__ import annotations
 
-FORMAT_VERSION = 1
+# 2: stores may have generations (`graphstore append`) and tables split into parts; 1 is read unchanged.
+FORMAT_VERSION = 2
+READABLE_FORMAT_VERSIONS = (1, 2)
 
 DAY = 86_400  # seconds: timestamps are Unix seconds, and day numbers are timestamp // DAY
 

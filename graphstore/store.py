@@ -12,7 +12,8 @@ import pyarrow.parquet as pq
 import zarr
 
 from graphstore.errors import UserError
-from graphstore.schema import FORMAT_VERSION
+from graphstore.generations import current
+from graphstore.schema import FORMAT_VERSION, READABLE_FORMAT_VERSIONS
 from graphstore.topology import Relation, Topology
 from graphstore.zarr_io import read_array
 
@@ -23,12 +24,17 @@ SPLITS = ("train", "val", "test")
 
 
 class GraphStore:
-    """Read access to a store written by `graphstore build` (docs/FORMAT.md)."""
+    """Read access to a store written by `graphstore build` (docs/FORMAT.md).
 
-    def __init__(self, path: Path, root: zarr.Group, meta: dict[str, Any]) -> None:
+    `location` is the directory the store was opened by; `path` the directory of the generation it
+    pointed at then (the same directory until the first append), where every file of this handle is read.
+    """
+
+    def __init__(self, path: Path, root: zarr.Group, meta: dict[str, Any], location: Path | None = None) -> None:
         self.path = path
         self.root = root
         self.meta = meta
+        self.location = path if location is None else location
         self._features: weakref.WeakSet[FeatureArray] = weakref.WeakSet()
         self.closed = False
 
@@ -49,17 +55,27 @@ class GraphStore:
 
     @classmethod
     def open(cls, path: str | Path, mode: str = "r") -> GraphStore:
-        """Open a store; raises UserError when `path` is not a store of a known version."""
-        path = Path(path)
-        if not (path / "zarr.json").is_file():
-            raise UserError(f"{path}: not a graphstore (no zarr.json); build one with `graphstore build`")
-        root = zarr.open_group(str(path), mode=mode, zarr_format=3)
+        """Open a store's current generation; raises UserError when `path` is not a store of a known version."""
+        location = Path(path)
+        for attempt in range(3):  # an append may delete the generation read a moment ago: read the pointer again
+            data, _ = current(location)
+            if (data / "zarr.json").is_file() or attempt == 2:
+                break
+        if not (data / "zarr.json").is_file():
+            raise UserError(f"{location}: not a graphstore (no {data / 'zarr.json'}); build one with `graphstore build`")
+        root = zarr.open_group(str(data), mode=mode, zarr_format=3)
         meta = root.attrs.get("graphstore")
         if not isinstance(meta, dict) or meta.get("format") != "graphstore":
-            raise UserError(f"{path}: a Zarr group but not a graphstore (no 'graphstore' metadata)")
-        if meta.get("format_version") != FORMAT_VERSION:
-            raise UserError(f"{path}: format version {meta.get('format_version')} is not supported (this is {FORMAT_VERSION})")
-        return cls(path, root, meta)
+            raise UserError(f"{location}: a Zarr group but not a graphstore (no 'graphstore' metadata)")
+        if meta.get("format_version") not in READABLE_FORMAT_VERSIONS:
+            raise UserError(f"{location}: format version {meta.get('format_version')} is not supported "
+                            f"(this is {FORMAT_VERSION})")
+        return cls(data, root, meta, location)
+
+    @property
+    def generation(self) -> int:
+        """0 for a built store, k after its k-th append."""
+        return int(self.meta.get("generation", 0))
 
     # --- graph structure ---------------------------------------------------------------
     @property
@@ -138,13 +154,17 @@ class GraphStore:
         return self.root[f"splits/{name}"][...].astype(np.int64)
 
     # --- tables -------------------------------------------------------------------------
+    def table_files(self, name: str) -> list[Path]:
+        """The Parquet files of table `name` ('samples' or 'comments'), in node order (docs/FORMAT.md)."""
+        return table_files(self.path, name)
+
     def samples_table(self, columns: Iterable[str] | None = None) -> pa.Table:
         """The sample table (samples.parquet), one row per video node in node order."""
-        return pq.read_table(self.path / "samples.parquet", columns=list(columns) if columns else None)
+        return _read_files(self.table_files("samples"), columns)
 
     def comments_table(self, columns: Iterable[str] | None = None) -> pa.Table:
         """The comment table (comments.parquet), one row per comment node in node order."""
-        return pq.read_table(self.path / "comments.parquet", columns=list(columns) if columns else None)
+        return _read_files(self.table_files("comments"), columns)
 
     @cached_property
     def _sample_ids(self) -> list[str]:
@@ -187,13 +207,27 @@ class GraphStore:
 
     def verify(self) -> list[str]:
         """Arrays (topology, columns, splits, features) whose bytes no longer match their recorded checksums."""
-        from graphstore.zarr_io import array_checksum
+        from graphstore.zarr_io import checksum_matches
 
         digests = dict(self.meta.get("checksums", {}))
         digests.update({f"features/{t}/{f['name']}": f["xxh64"] for t, f in self.meta.get("features", {}).items()
                         if f.get("xxh64")})
         return [name for name, digest in digests.items()
-                if name not in self.root or array_checksum(self.root[name]) != digest]
+                if name not in self.root or not checksum_matches(self.root[name], digest)]
 
     def __repr__(self) -> str:
-        return f"GraphStore({str(self.path)!r}, videos={self.num_nodes('video')})"
+        return f"GraphStore({str(self.location)!r}, generation={self.generation}, videos={self.num_nodes('video')})"
+
+
+def table_files(data_dir: Path, name: str) -> list[Path]:
+    """`<name>.parquet` of a generation: one file (a build), or a directory of parts read in name order."""
+    path = Path(data_dir) / f"{name}.parquet"
+    if path.is_dir():
+        return sorted(p for p in path.iterdir() if p.suffix == ".parquet" and not p.name.startswith((".", "_")))
+    return [path]
+
+
+def _read_files(files: list[Path], columns: Iterable[str] | None) -> pa.Table:
+    cols = list(columns) if columns else None
+    tables = [pq.read_table(f, columns=cols) for f in files]
+    return tables[0] if len(tables) == 1 else pa.concat_tables(tables, promote_options="default")

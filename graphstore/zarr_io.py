@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -28,13 +29,67 @@ def write_array(group: zarr.Group, name: str, data: np.ndarray, *, chunk_rows: i
     return arr
 
 
-def array_checksum(arr: zarr.Array) -> str:
-    """xxh64 of the array's logical little-endian bytes."""
+def array_checksum(arr: zarr.Array, lo: int = 0, hi: int | None = None) -> str:
+    """xxh64 of the logical little-endian bytes of rows [lo, hi) (default: the whole array)."""
     h = xxhash.xxh64()
+    hi = arr.shape[0] if hi is None else hi
     step = max(1, (64 << 20) // max(1, arr.dtype.itemsize * int(np.prod(arr.shape[1:], dtype=np.int64))))
-    for start in range(0, arr.shape[0], step):
-        h.update(np.ascontiguousarray(arr[start:start + step]).astype(arr.dtype.newbyteorder("<"), copy=False).tobytes())
+    for start in range(lo, hi, step):
+        block = arr[start:min(hi, start + step)]
+        h.update(np.ascontiguousarray(block).astype(arr.dtype.newbyteorder("<"), copy=False).tobytes())
     return h.hexdigest()
+
+
+# A checksum is the xxh64 hex of the whole array, or (arrays grown by `graphstore append`) a list of
+# [start, stop, hex] row segments covering it, so that an append hashes only the rows it wrote.
+Digest = str | list
+
+
+def checksum_matches(arr: zarr.Array, digest: Digest) -> bool:
+    """Whether an array's bytes still match its recorded checksum (either form)."""
+    if isinstance(digest, str):
+        return array_checksum(arr) == digest
+    if not digest or digest[0][0] != 0 or digest[-1][1] != arr.shape[0]:
+        return False
+    return all(array_checksum(arr, lo, hi) == h for lo, hi, h in digest)
+
+
+def grown_checksum(arr: zarr.Array, digest: Digest, old_rows: int, changed: np.ndarray | None = None) -> list:
+    """Segments for an array grown from `old_rows` rows whose rows `changed` (< old_rows) were rewritten.
+
+    Untouched segments keep their digests; a segment with a changed row is hashed again, split at
+    chunk boundaries so that later appends rehash only the chunks they touch; the new rows get one segment.
+    """
+    segments = [[0, old_rows, digest]] if isinstance(digest, str) else [list(s) for s in digest]
+    changed = np.zeros(0, np.int64) if changed is None else np.asarray(changed, np.int64)
+    chunk = int(arr.chunks[0])
+    out = []
+    for lo, hi, h in segments:
+        if lo >= hi:
+            continue
+        hit = changed[(changed >= lo) & (changed < hi)]
+        if not hit.size:
+            out.append([lo, hi, h])
+            continue
+        cuts = [lo, *range((lo // chunk + 1) * chunk, hi, chunk), hi]
+        out += [[a, b, array_checksum(arr, a, b)] for a, b in zip(cuts[:-1], cuts[1:])]
+    if arr.shape[0] > old_rows:
+        out.append([old_rows, int(arr.shape[0]), array_checksum(arr, old_rows)])
+    return out
+
+
+def grow_array(array_dir: Path, rows: int, blocks: Iterable[tuple[int, np.ndarray]]) -> zarr.Array:
+    """Resize a chunked array to `rows` rows and write `blocks` (start row, rows) into it.
+
+    Zarr writes every chunk by renaming a new file over it, so an array whose files are hard links
+    of another generation's leaves that generation's bytes as they were.
+    """
+    arr = zarr.open_array(str(array_dir), mode="r+").with_config({"write_empty_chunks": True})
+    arr.resize((rows, *arr.shape[1:]))
+    for start, block in blocks:
+        if len(block):
+            arr[start:start + len(block)] = block
+    return arr
 
 
 def read_array(store_path: Path, path: str, *, mmap: bool = True) -> np.ndarray:

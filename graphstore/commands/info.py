@@ -32,7 +32,7 @@ def store_info(store: GraphStore) -> dict:
     """Counts and sizes of a store, as a dict."""
     parts = {p.name: disk_usage(p) for p in sorted(store.path.iterdir()) if p.name != "zarr.json"}
     return {
-        "path": str(store.path), "format_version": store.meta["format_version"],
+        "path": str(store.location), "format_version": store.meta["format_version"], "generation": store.generation,
         "nodes": store.meta["node_types"], "num_nodes": sum(store.meta["node_types"].values()),
         "edges": {r["name"]: r["num_edges"] for r in store.meta["relations"]},
         "num_edges": sum(r["num_edges"] for r in store.meta["relations"]),
@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(info, indent=2, ensure_ascii=False))
         return 1 if info.get("corrupt_arrays") else 0
-    print(f"store {info['path']} (format v{info['format_version']})")
+    print(f"store {info['path']} (format v{info['format_version']}, generation {info['generation']})")
     print(f"\nnodes: {info['num_nodes']:,}")
     for t, n in info["nodes"].items():
         print(f"  {t:<14}{n:>16,}")

@@ -38,8 +38,9 @@ def connect(store: GraphStore) -> duckdb.DuckDBPyConnection:
     import duckdb
 
     con = duckdb.connect()
-    con.execute(f"CREATE VIEW samples AS SELECT * FROM read_parquet('{(store.path / 'samples.parquet').as_posix()}')")
-    con.execute(f"CREATE VIEW comments AS SELECT * FROM read_parquet('{(store.path / 'comments.parquet').as_posix()}')")
+    for view, table in (("samples", "samples"), ("comments", "comments")):
+        files = ", ".join(f"'{f.as_posix()}'" for f in store.table_files(table))
+        con.execute(f"CREATE VIEW {view} AS SELECT * FROM read_parquet([{files}])")
     return con
 
 
