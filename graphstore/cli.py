@@ -15,7 +15,7 @@ from typing import Any
 
 from graphstore.errors import UserError
 
-COMMANDS = ("synth", "build", "info", "query", "sample", "featurize")
+COMMANDS = ("synth", "build", "append", "info", "query", "sample", "featurize")
 DESCRIPTION = "Build, inspect, query and sample an out-of-core XS-Video graph store."
 
 

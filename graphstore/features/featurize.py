@@ -203,6 +203,7 @@ def featurize_store(
         raise UserError(f"--time-encoding must be one of {', '.join(TIME_ENCODINGS)}, got {scheme!r}")
     reencode = {"time", "ctime", "comment"} if time_encoding and time_encoding != meta.get("time_encoding") else set()
     text = make_text_encoder(text_encoder, dim=text_dim, **(text_kwargs or {}))
+    encoder = encoder_record(text_encoder, text_dim, text_kwargs, video_features, video_dim)
     jobs = [j for j in _jobs(root, path, meta, text, video_features, video_dim, scheme)
             if not node_types or j.node_type in node_types]
     meta["time_encoding"] = scheme
@@ -222,6 +223,7 @@ def featurize_store(
                             sample_columns=sample_feature_names())
             if job.report is not None:
                 info["import"] = dict(job.report)
+            info["encoder"] = encoder
             done_meta[job.node_type] = info
             meta["features"] = done_meta
             root.attrs["graphstore"] = meta
@@ -307,3 +309,43 @@ def _progress_bar(total: int, enabled: bool):
     from tqdm import tqdm
 
     return tqdm(total=total, unit="row", unit_scale=True, desc="featurize", smoothing=0.05)
+
+
+# --- `graphstore append` (issue 13): encode the rows a store grew by as featurize_store encoded the rest ---
+def encoder_record(text_encoder: str, text_dim: int, text_kwargs: dict[str, Any] | None, video_features: str | None,
+                   video_dim: int | None) -> dict[str, Any]:
+    """The encoder settings kept per node type in the metadata (`features.<type>.encoder`), paths made absolute."""
+    spec = text_encoder if text_encoder in ("hash", "minilm") else str(Path(text_encoder).resolve())
+    return {"text_encoder": spec, "text_dim": int(text_dim), "text_kwargs": dict(text_kwargs or {}),
+            "video_features": str(Path(video_features).resolve()) if video_features else None, "video_dim": video_dim}
+
+
+def recorded_encoder(features_meta: dict[str, dict], node_type: str) -> dict[str, Any]:
+    """The encoder that featurized `node_type`: its record, or what the sources imply for stores featurized before records."""
+    info = features_meta[node_type]
+    if "encoder" in info:
+        return dict(info["encoder"])
+    text = {t: features_meta[t] for t in TEXT_TYPES if t in features_meta}
+    if any(not f["source"].startswith("text:hash") for f in text.values()):
+        raise UserError(f"features/{node_type}: featurized without a recorded text encoder; "
+                        "run `graphstore featurize --overwrite` once to record it")
+    video = features_meta.get("video", {})
+    source = video.get("source", "")
+    imported = source.split("+")[0][len("import:"):] if source.startswith("import:") else None
+    visual_dim = int(video.get("parts", {}).get("visual", [0, video.get("dim", 1)])[1])
+    return encoder_record("hash", next(iter(text.values()))["dim"] if text else HASH_DIM, None, imported,
+                          None if imported else visual_dim)
+
+
+def jobs_for_types(root: zarr.Group, path: Path, meta: dict, node_types: Sequence[str],
+                   encoder: dict[str, Any]) -> list[FeatureJob]:
+    """The FeatureJobs of `node_types` alone, with a recorded encoder; only these types' data is read.
+
+    `root`, `path` and `meta` may describe a part of a store (the rows an append adds), whose
+    `meta["node_types"]` gives the rows of each type.
+    """
+    wanted = {t: int(meta["node_types"][t]) for t in node_types}
+    text = make_text_encoder(encoder["text_encoder"], dim=encoder["text_dim"], **encoder.get("text_kwargs", {}))
+    jobs = _jobs(root, path, {**meta, "node_types": wanted}, text, encoder["video_features"], encoder["video_dim"],
+                 meta.get("time_encoding") or DEFAULT_TIME_ENCODING)
+    return [j for j in jobs if j.node_type in wanted]
