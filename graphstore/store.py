@@ -207,16 +207,23 @@ class GraphStore:
 
     def verify(self) -> list[str]:
         """Arrays (topology, columns, splits, features) whose bytes no longer match their recorded checksums."""
-        from graphstore.zarr_io import checksum_matches
-
         digests = dict(self.meta.get("checksums", {}))
         digests.update({f"features/{t}/{f['name']}": f["xxh64"] for t, f in self.meta.get("features", {}).items()
                         if f.get("xxh64")})
-        return [name for name, digest in digests.items()
-                if name not in self.root or not checksum_matches(self.root[name], digest)]
+        return [name for name, digest in digests.items() if not _intact(self.root, name, digest)]
 
     def __repr__(self) -> str:
         return f"GraphStore({str(self.location)!r}, generation={self.generation}, videos={self.num_nodes('video')})"
+
+
+def _intact(root: zarr.Group, name: str, digest) -> bool:
+    """Whether array `name` exists and matches `digest`; a chunk that no longer decodes is corrupt too."""
+    from graphstore.zarr_io import checksum_matches
+
+    try:
+        return name in root and checksum_matches(root[name], digest)
+    except (RuntimeError, ValueError, OSError):
+        return False
 
 
 def table_files(data_dir: Path, name: str) -> list[Path]:
