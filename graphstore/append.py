@@ -57,7 +57,8 @@ class AppendResult:
     comments: int
     topics: int
     videos: int  # videos in the store afterwards
-    new_nodes: np.ndarray  # video node ids of the new samples, in input order
+    new_ids: list[str]  # the new samples' ids, in input order
+    new_nodes: np.ndarray  # their video node ids
     touched: int  # existing videos whose in-neighbours grew
     seconds: float
 
@@ -127,7 +128,7 @@ def stage_append(src: GraphStore, input_path: str | Path, dest: Path, *, memory_
     shutil.rmtree(staging)
     seconds = round(time.time() - started, 2)
     result = AppendResult(src.location, generation, new.num_samples, len(new.comment_videos), len(new.topics),
-                          meta["node_types"]["video"], new.input_nodes, len(touched), seconds)
+                          meta["node_types"]["video"], new.input_ids, new.input_nodes, len(touched), seconds)
     meta.setdefault("appends", []).append({
         "generation": generation, "input": str(Path(input_path).resolve()), "input_format": new.input_format,
         "samples": result.samples, "comments": result.comments, "topics": result.topics, "touched": result.touched,
@@ -168,7 +169,8 @@ class NewSamples:
     input_format: str
     columns: dict[str, np.ndarray]  # node order, nodes n .. n + m - 1
     pday: np.ndarray
-    input_nodes: np.ndarray  # node id of each new sample, in input order
+    input_ids: list[str]  # sample ids in input order
+    input_nodes: np.ndarray  # their node ids
     history: tuple[np.ndarray, np.ndarray]  # (tails v, heads u) of the new is_history_of edges
     comment_videos: np.ndarray  # video node of each new comment, comment order
     topics: list[str]  # topic texts new to the store, in id order
@@ -198,11 +200,12 @@ def _stage_input(src: GraphStore, input_path: Path, staging: Path, parts: dict[s
         write_tables(con, parts["samples"] / name, parts["comments"] / name)
         new_topics = [r[0] for r in con.execute(
             f"SELECT topic FROM topics WHERE topic_id >= {len(topics)} ORDER BY topic_id").fetchall()]
-        input_nodes = con.execute("SELECT node FROM s ORDER BY pos").fetchnumpy()["node"].astype(np.int64)
+        order = con.sql("SELECT sample_id, node FROM s ORDER BY pos").fetchnumpy()
+        input_ids, input_nodes = [str(x) for x in order["sample_id"]], order["node"].astype(np.int64)
     finally:
         con.close()
-    return NewSamples(staged.num_samples, staged.input_format, columns, pday, input_nodes, history, comment_videos,
-                      new_topics, parts["samples"] / name, parts["comments"] / name)
+    return NewSamples(staged.num_samples, staged.input_format, columns, pday, input_ids, input_nodes, history,
+                      comment_videos, new_topics, parts["samples"] / name, parts["comments"] / name)
 
 
 def _register_store(con: duckdb.DuckDBPyConnection, src: GraphStore) -> None:

@@ -143,7 +143,7 @@ def test_whole_videos_of_any_date_equal_full_build(tmp_path, synth_records, seed
     assert_same(got, want)
     # existing nodes keep their ids (and feature rows); new ones come after them, in input order in `new_nodes`
     assert got.sample_ids()[:n] == old_ids and got.meta["topics"][:len(old_topics)] == old_topics
-    assert [got.sample_ids()[v] for v in result.new_nodes] == list(rest)
+    assert [got.sample_ids()[v] for v in result.new_nodes] == result.new_ids == list(rest)
     for t, rows in old_rows.items():
         np.testing.assert_array_equal(np.asarray(got.root[f"features/{t}/x"][: len(rows)]), rows)
 

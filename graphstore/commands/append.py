@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import argparse
 
+from graphstore.cli import add_store_argument, store_path
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("append", help="add the samples of an XS-Video JSON or JSON Lines file to a store "
                                       "(any dates; equal to a full rebuild; atomic)")
-    p.add_argument("--store", required=True, help="store directory built by `graphstore build`")
+    add_store_argument(p)
     p.add_argument("--input", required=True, help="XS-Video JSON (one object) or JSON Lines file of new samples")
     p.add_argument("--memory-limit", default="3GB", help="DuckDB memory limit for the staging work")
     p.add_argument("--threads", type=int, default=None, help="DuckDB threads (default: all cores)")
@@ -18,7 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from graphstore.append import append_store
 
-    r = append_store(args.store, args.input, memory_limit=args.memory_limit, threads=args.threads,
+    r = append_store(store_path(args), args.input, memory_limit=args.memory_limit, threads=args.threads,
                      progress=not args.no_progress)
     print(f"appended {r.samples:,} samples, {r.comments:,} comments and {r.topics:,} new topics to {r.store} "
           f"in {r.seconds:.1f} s: generation {r.generation}, {r.videos:,} videos, "

@@ -83,9 +83,7 @@ def predict_input(run_dir: Path, store_path: str | Path, input_path: str | Path,
     scored: dict = {}
 
     def score(view, result) -> None:
-        ids = view.sample_ids()
-        scored["ids"] = [ids[v] for v in result.new_nodes]
-        scored["scores"] = score_new(run_dir, store_path, view, result.new_nodes)
+        scored["ids"], scored["scores"] = result.new_ids, score_new(run_dir, store_path, view, result.new_nodes)
 
     if append:  # scored on the staged generation, which is committed only once that succeeded
         append_store(store_path, input_path, progress=progress, prepare=score)
