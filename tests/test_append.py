@@ -244,6 +244,36 @@ def test_bad_append_names_record_and_leaves_store_unchanged(tmp_path, small, cas
     assert GraphStore.open(path).verify() == []
 
 
+def test_verify_names_a_corrupted_grown_array(tmp_path, small):
+    path, base, rest = small
+    append_store(path, write_jsonl(tmp_path / "rest.jsonl", rest), progress=False)
+    store = GraphStore.open(path)
+    assert isinstance(store.meta["checksums"]["columns/likes"], list) and store.verify() == []
+    chunk = store.path / "topology" / "has_same_author_as" / "lo" / "c" / "0"
+    raw = bytearray(chunk.read_bytes())
+    raw[-1] ^= 0xFF
+    chunk.write_bytes(bytes(raw))
+    assert GraphStore.open(path).verify() == ["topology/has_same_author_as/lo"]
+    feature = store.path / "features" / "title" / "x"
+    last = max((p for p in feature.rglob("*") if p.is_file() and p.name != "zarr.json"), key=lambda p: p.stat().st_mtime)
+    last.write_bytes(last.read_bytes()[:-1] + bytes([last.read_bytes()[-1] ^ 0xFF]))
+    assert "features/title/x" in GraphStore.open(path).verify()
+
+
+def test_store_featurized_before_encoders_were_recorded(tmp_path, small):
+    """Older stores have no `encoder` per feature: the hash encoder at the stored width is assumed."""
+    from graphstore.generations import read_document, write_document
+
+    path, base, rest = small
+    meta = read_document(path)
+    for info in meta["features"].values():
+        del info["encoder"]
+    write_document(path, meta)
+    append_store(path, write_jsonl(tmp_path / "rest.jsonl", rest), progress=False)
+    want = _build(write_xsvideo(tmp_path / "all.json", {**base, **rest}), tmp_path / "all")
+    assert_same(GraphStore.open(path), want)
+
+
 def test_history_may_point_into_the_store(tmp_path, small):
     path, base, rest = small
     listed = {h for r in rest.values() for h in r["history"]}
