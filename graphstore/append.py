@@ -71,7 +71,7 @@ def append_store(store_path: str | Path, input_path: str | Path, *, memory_limit
     `prepare(store, result)` runs on the finished new generation before it is committed (e.g. to
     add embeddings of the new nodes); if it raises, nothing is committed.
     """
-    location = Path(store_path)
+    location = GraphStore.open(store_path).location  # a UserError for what is not a store, before locking it
     with exclusive(location):
         src = GraphStore.open(location)
         generation = src.generation + 1
