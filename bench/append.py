@@ -33,23 +33,38 @@ from build_full import run_child  # noqa: E402  (bench/build_full.py: wall secon
 
 
 def split_last_day(src: Path, workdir: Path) -> tuple[Path, Path, dict]:
-    """(older samples file, last crawl day file, counts) from a synthetic XS-Video file.
+    """(older samples file, last crawl day file, counts) from a synthetic XS-Video file, streamed (the
+    full-scale file is 700 MB).
 
     The last day is the latest one crawled at least half as much as the median day (the synthetic
     window ends with a few stray samples); later strays go with it, so no older sample lists a held-out one.
     """
-    records = json.loads(src.read_text())
     per_day: dict[str, int] = {}
-    for r in records.values():
-        per_day[r["当前时间"][:10]] = per_day.get(r["当前时间"][:10], 0) + 1
+    for _, rec in _records(src):
+        per_day[rec["当前时间"][:10]] = per_day.get(rec["当前时间"][:10], 0) + 1
     typical = float(np.median(list(per_day.values())))
     day = max(d for d, n in per_day.items() if n >= typical / 2)
-    new = {k: r for k, r in records.items() if r["当前时间"][:10] >= day}
-    old = {k: r for k, r in records.items() if k not in new}
     base, tail = workdir / "older.json", workdir / "last_day.json"
-    base.write_text(json.dumps(old, ensure_ascii=False))
-    tail.write_text(json.dumps(new, ensure_ascii=False))
-    return base, tail, {"day": day, "older_samples": len(old), "day_samples": len(new)}
+    counts = {"day": day, "older_samples": 0, "day_samples": 0}
+    with open(base, "w") as older, open(tail, "w") as held:
+        for f in (older, held):
+            f.write("{")
+        for sid, rec in _records(src):
+            late = rec["当前时间"][:10] >= day
+            key = "day_samples" if late else "older_samples"
+            (held if late else older).write(("," if counts[key] else "") + json.dumps(sid) + ":"
+                                            + json.dumps(rec, ensure_ascii=False))
+            counts[key] += 1
+        for f in (older, held):
+            f.write("}")
+    return base, tail, counts
+
+
+def _records(src: Path):
+    from graphstore.ingest import iter_records
+
+    with open(src, "rb") as f:
+        yield from iter_records(src, "xsvideo-json", f)
 
 
 def cli(*args: str) -> list[str]:
