@@ -51,20 +51,22 @@ def load_best(run_dir: Path, store: GraphStore, stage: str = STAGE) -> tuple[tor
 
 @torch.no_grad()
 def embed_videos(model: torch.nn.Module, store: GraphStore, cfg: PretrainConfig, *, fanout: int | None = None,
-                 batch_size: int | None = None, progress: bool = True) -> np.ndarray:
-    """[num_video, d_g] float32 embeddings of every video node, node order."""
+                 batch_size: int | None = None, progress: bool = True, nodes: np.ndarray | None = None) -> np.ndarray:
+    """[len(nodes), d_g] float32 embeddings of `nodes` (default: every video node), in their order."""
     n = store.num_nodes("video")
+    nodes = np.arange(n, dtype=np.int64) if nodes is None else np.asarray(nodes, dtype=np.int64)
+    row_of = np.full(n, -1, dtype=np.int64)
+    row_of[nodes] = np.arange(len(nodes))
     fan = [fanout or cfg.embed_fanout] * cfg.num_layers
     bs = batch_size or cfg.eval_batch_size
     out = None
-    bar = tqdm(total=n, desc="embed", unit="video", disable=not progress)
-    for batch in iter_batches(store, np.arange(n, dtype=np.int64), cfg, fanouts=fan, batch_size=bs,
-                              seed=cfg.seed + EMBED_SEED_OFFSET):
+    bar = tqdm(total=len(nodes), desc="embed", unit="video", disable=not progress)
+    for batch in iter_batches(store, nodes, cfg, fanouts=fan, batch_size=bs, seed=cfg.seed + EMBED_SEED_OFFSET):
         x, ei, b, n_id, _ = batch_inputs(batch, torch.device("cpu"))
         emb, _ = model(x, ei, b)
         if out is None:
-            out = np.zeros((n, emb.shape[1]), dtype=np.float32)
-        out[n_id.numpy()] = emb.float().numpy()
+            out = np.zeros((len(nodes), emb.shape[1]), dtype=np.float32)
+        out[row_of[n_id.numpy()]] = emb.float().numpy()
         bar.update(b)
     bar.close()
     return out if out is not None else np.zeros((0, cfg.d_g), dtype=np.float32)

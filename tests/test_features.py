@@ -36,13 +36,20 @@ def bare_store(tmp_path_factory):
 def featurized(bare_store, tmp_path_factory):
     path = tmp_path_factory.mktemp("featd") / "store"
     shutil.copytree(bare_store, path)
-    featurize_store(path, progress=False, chunk_bytes=4096, raw_chunk_bytes=8192)
+    # the paper's 512-d time encoding: wide enough to give the raw, multi-chunk arrays these tests read
+    featurize_store(path, progress=False, chunk_bytes=4096, raw_chunk_bytes=8192, time_encoding="paper")
     return GraphStore.open(path)
+
+
+def visual_columns(path, ids: np.ndarray) -> np.ndarray:
+    """Rows `ids` of the video matrix's imported (visual) columns, without the per-sample block."""
+    lo, hi = GraphStore.open(path).meta["features"]["video"]["parts"]["visual"]
+    return open_feature(path, "video").gather(np.asarray(ids))[:, lo:hi]
 
 
 def test_time_encoding_formula():
     t = np.array([0, 1_700_000_123, 86_400])
-    f = time_encoding(t)
+    f = time_encoding(t, scheme="paper")
     assert f.shape == (3, 512)
     for i in (0, 1, 100, 255):
         w = 10000.0 ** (2 * i / 512)
@@ -79,7 +86,7 @@ def test_featurized_values(featurized):
     post = s.column("post_time")
     ids = np.array([5, 0, 5, len(post) - 1])
     got = s.features("time").gather(ids).astype(np.float64)
-    np.testing.assert_allclose(got, time_encoding(post[ids]), atol=2e-3)
+    np.testing.assert_allclose(got, time_encoding(post[ids], scheme="paper"), atol=2e-3)
     likes = s.features("fans").gather(np.arange(len(post))).astype(np.float64)
     miss = s.column("fans_missing")
     np.testing.assert_array_equal(likes[:, 1], miss.astype(float))
@@ -231,7 +238,8 @@ def test_gather_after_fork_and_pickle(featurized):
 def test_resume_gives_identical_arrays(bare_store, featurized, tmp_path):
     path = tmp_path / "s"
     shutil.copytree(bare_store, path)
-    featurize_store(path, progress=False, chunk_bytes=4096, raw_chunk_bytes=8192, stop_after_rows=300)
+    featurize_store(path, progress=False, chunk_bytes=4096, raw_chunk_bytes=8192, stop_after_rows=300,
+                    time_encoding="paper")
     partial = GraphStore.open(path).meta.get("features", {})
     assert set(partial) != set(featurized.node_types)  # it really stopped early
     featurize_store(path, progress=False, chunk_bytes=4096, raw_chunk_bytes=8192)
@@ -260,7 +268,7 @@ def test_video_features_import(bare_store, tmp_path):
     vdir.mkdir()
     np.save(vdir / f"{ids[3]}.npy", np.arange(6, dtype=np.float32))
     featurize_store(path, progress=False, video_features=str(vdir), node_types=["video"])
-    x = open_feature(path, "video").gather(np.array([3, 0]))
+    x = visual_columns(path, np.array([3, 0]))
     np.testing.assert_array_equal(x, [np.arange(6), np.zeros(6)])
 
 
@@ -312,7 +320,7 @@ def test_reference_layout_imports_exact_values_and_zeros(bare_store, tmp_path, c
                      "--dtype", "float32", "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "cannot read" in caplog.text
-    x = open_feature(path, "video").gather(np.arange(store.num_nodes("video")))
+    x = visual_columns(path, np.arange(store.num_nodes("video")))
     np.testing.assert_array_equal(x, np.stack([want[s] for s in store.sample_ids()]))
     report = GraphStore.open(path).meta["features"]["video"]["import"]
     videos = len({(r["platform"], r["url"]) for r in store.samples_table(["url", "platform"]).to_pylist()})
@@ -363,7 +371,7 @@ def test_parquet_import_in_any_order(bare_store, tmp_path):
                    tmp_path / "v.parquet", row_group_size=7)
     meta = featurize_store(path, progress=False, video_features=str(tmp_path / "v.parquet"), node_types=["video"],
                            dtype="float32")
-    x = open_feature(path, "video").gather(np.arange(len(ids)))
+    x = visual_columns(path, np.arange(len(ids)))
     want = np.array([[i, i + 0.5, -i] if i % 4 else [0, 0, 0] for i in range(len(ids))], np.float32)
     np.testing.assert_array_equal(x, want)
     assert meta["video"]["import"]["samples_missing"] == -(-len(ids) // 4)
@@ -431,5 +439,5 @@ def test_build_with_features(tmp_path):
     path = build_store(src, tmp_path / "store", progress=False,
                        feature_options={"text_dim": 8, "dtype": "float32", "progress": False})
     s = GraphStore.open(path)
-    assert s.meta["features"]["comment"]["dim"] == 8 + 512
+    assert s.meta["features"]["comment"]["dim"] == 8 + 64  # text + multiscale time
     assert s.features("title").gather(np.arange(3)).dtype == np.float32

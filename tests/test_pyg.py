@@ -21,7 +21,7 @@ def pyg_store(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("pyg")
     src = write_xsvideo(tmp / "xs.json", with_learnable_levels(make_records(80, seed=5)))
     path = build_store(src, tmp / "store", featurize=False, progress=False)
-    featurize_store(path, progress=False, text_dim=32)
+    featurize_store(path, progress=False, text_dim=32, time_encoding="paper")  # 512-d time: large raw arrays
     return GraphStore.open(path)
 
 
@@ -130,11 +130,12 @@ class TinyHetero(torch.nn.Module):
     def __init__(self, edge_types, hidden: int = 16):
         super().__init__()
         self.conv = HeteroConv({et: SAGEConv((-1, -1), hidden) for et in edge_types}, aggr="mean")
+        self.norm_self = torch.nn.LazyBatchNorm1d()  # the video's own columns (counts, ages) are unscaled
         self.lin_self = torch.nn.LazyLinear(hidden)
         self.out = torch.nn.Linear(hidden, 1)
 
     def forward(self, b):
-        h = self.conv(b.x_dict, b.edge_index_dict)["video"] + self.lin_self(b["video"].x)
+        h = self.conv(b.x_dict, b.edge_index_dict)["video"] + self.lin_self(self.norm_self(b["video"].x))
         return 9 * torch.sigmoid(self.out(torch.relu(h))).squeeze(-1)
 
 

@@ -11,6 +11,7 @@ import numpy as np
 import zarr
 from zarr.codecs import BloscCodec, BloscShuffle
 
+from graphstore import generations
 from graphstore.errors import UserError
 from graphstore.zarr_io import array_checksum
 from graphstore.features.encoders import DEFAULT_TIME_ENCODING, TIME_ENCODINGS, log_count_encoding, time_dim, time_encoding
@@ -185,6 +186,8 @@ def featurize_store(
     `stop_after_rows` (tests) stops after writing that many rows in total, as an interruption would.
     """
     path = Path(store_path)
+    if (path / "zarr.json").is_file():
+        path = generations.current(path)[0]  # an appended store: its current generation
     if dtype not in DTYPES:
         raise UserError(f"--dtype must be one of {DTYPES}, got {dtype!r}")
     if codec not in CODECS:

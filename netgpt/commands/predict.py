@@ -116,63 +116,18 @@ def stage1_scores(run_dir: Path, store, nodes: np.ndarray) -> np.ndarray:
 def stage3_scores(run_dir: Path, base_path: str | Path, view, nodes: np.ndarray) -> np.ndarray:
     """Stage-3 predictions of new nodes: the model as trained (opened on the base store, whose run
     embeddings it checks), prompts from the grown store and stage-1 embeddings of the new nodes made there."""
-    from netgpt.llm.data import BatchMaker, SampleTexts
-    from netgpt.llm.stages import load_finetuned, predict_nodes
+    from netgpt.llm.stages import for_grown_store, load_finetuned, predict_nodes
 
     s = load_finetuned(run_dir, base_path)
-    embeddings = _GrownEmbeddings(s.maker.embeddings, nodes, stage1_embeddings(run_dir, view, nodes))
-    texts = SampleTexts(view, max_comments=s.cfg.max_comments, seed=s.cfg.seed, keys=s.cfg.prompt_keys)
-    maker = BatchMaker(texts, s.maker.encoder, embeddings, s.maker.pad_id)
-    return predict_nodes(dataclasses.replace(s, store=view, maker=maker), nodes)
+    return predict_nodes(for_grown_store(s, view, nodes, stage1_embeddings(run_dir, view, nodes)), nodes)
 
 
 def stage1_embeddings(run_dir: Path, store, nodes: np.ndarray) -> np.ndarray:
-    """[len(nodes), d_g] stage-1 embeddings of `nodes`, sampled as `netgpt embed` samples (embed fanout and seed).
-
-    To be replaced by netgpt.embed.embed_videos(..., nodes=nodes) once it takes a node subset.
-    """
-    import torch
-
-    from netgpt.data import batch_inputs, iter_batches
-    from netgpt.embed import EMBED_SEED_OFFSET, load_best
+    """[len(nodes), d_g] stage-1 embeddings of `nodes`, sampled as `netgpt embed` samples (embed fanout and seed)."""
+    from netgpt.embed import embed_videos, load_best
 
     model, cfg, _ = load_best(run_dir, store)
-    row_of = {int(v): i for i, v in enumerate(nodes)}
-    out = None
-    with torch.no_grad():
-        for batch in iter_batches(store, nodes, cfg, fanouts=[cfg.embed_fanout] * cfg.num_layers,
-                                  batch_size=cfg.eval_batch_size, seed=cfg.seed + EMBED_SEED_OFFSET):
-            x, ei, b, n_id, _ = batch_inputs(batch, torch.device("cpu"))
-            emb, _ = model(x, ei, b)
-            if out is None:
-                out = np.zeros((len(nodes), emb.shape[1]), dtype=np.float32)
-            out[[row_of[int(v)] for v in n_id]] = emb.float().numpy()
-    return out
-
-
-class _GrownEmbeddings:
-    """The run's stage-1 embeddings of the base store's nodes, and rows made for the new nodes after them."""
-
-    def __init__(self, base, nodes: np.ndarray, rows: np.ndarray):
-        self.base, self.first = base, int(np.min(nodes))
-        self.new = np.zeros((len(nodes), rows.shape[1]), np.float32)
-        self.new[np.asarray(nodes, np.int64) - self.first] = rows
-
-    @property
-    def dim(self) -> int:
-        return self.base.dim
-
-    def rows(self, nodes: np.ndarray):
-        """float32 (len(nodes), d_g) tensor, as GraphEmbeddings.rows."""
-        import torch
-
-        nodes = np.asarray(nodes, dtype=np.int64)
-        new = nodes >= self.first
-        out = np.zeros((len(nodes), self.dim), np.float32)
-        if (~new).any():
-            out[~new] = self.base.rows(nodes[~new]).numpy()
-        out[new] = self.new[nodes[new] - self.first]
-        return torch.from_numpy(out)
+    return embed_videos(model, store, cfg, nodes=nodes, progress=False)
 
 
 def _in_order(got: np.ndarray, values: np.ndarray, nodes: np.ndarray) -> np.ndarray:

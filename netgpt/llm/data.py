@@ -83,6 +83,29 @@ class GraphEmbeddings:
         return x.mean(dim=0).float(), x.std(dim=0, unbiased=False).clamp_min(1e-3).float()
 
 
+class GrownEmbeddings:
+    """The run's stage-1 embeddings of the base store's nodes, and rows made for the new nodes after them."""
+
+    def __init__(self, base, nodes: np.ndarray, rows: np.ndarray):
+        self.base, self.first = base, int(np.min(nodes))
+        self.new = np.zeros((len(nodes), rows.shape[1]), np.float32)
+        self.new[np.asarray(nodes, np.int64) - self.first] = rows
+
+    @property
+    def dim(self) -> int:
+        return self.base.dim
+
+    def rows(self, nodes: np.ndarray):
+        """float32 (len(nodes), d_g) tensor, as GraphEmbeddings.rows."""
+        nodes = np.asarray(nodes, dtype=np.int64)
+        new = nodes >= self.first
+        out = np.zeros((len(nodes), self.dim), np.float32)
+        if (~new).any():
+            out[~new] = self.base.rows(nodes[~new]).numpy()
+        out[new] = self.new[nodes[new] - self.first]
+        return torch.from_numpy(out)
+
+
 @dataclass
 class Batch:
     """A right-padded batch: ids, attention mask, labels (-100 off-response), graph rows, levels, nodes."""

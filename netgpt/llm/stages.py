@@ -15,7 +15,7 @@ from graphstore.atomic import filter_jsonl, write_json
 from graphstore.errors import UserError
 from graphstore.store import GraphStore
 from netgpt.llm.config import LLMConfig, as_config
-from netgpt.llm.data import BatchMaker, GraphEmbeddings, SampleTexts, micro_batch_nodes
+from netgpt.llm.data import BatchMaker, GraphEmbeddings, GrownEmbeddings, SampleTexts, micro_batch_nodes
 from netgpt.llm.engine import autocast_context, make_engine, use_bf16
 from netgpt.llm.model import GraphLLM, load_llm
 from netgpt.llm.prompt import PromptEncoder
@@ -171,6 +171,15 @@ def train_stage(stage: str, out: Path, s: Setup, *, resume: bool, stop_after_ste
     model.eval()
     return {"steps": steps, "train_loss": last_loss, "engine": engine.name,
             "train_seconds": time.perf_counter() - t0}
+
+
+def for_grown_store(s: Setup, store: GraphStore, new_nodes: np.ndarray, new_rows: np.ndarray) -> Setup:
+    """`s` (opened on the store its run was trained on) scoring new nodes of a store grown from it."""
+    import dataclasses
+
+    texts = SampleTexts(store, max_comments=s.cfg.max_comments, seed=s.cfg.seed, keys=s.cfg.prompt_keys)
+    emb = GrownEmbeddings(s.maker.embeddings, new_nodes, new_rows)
+    return dataclasses.replace(s, store=store, maker=BatchMaker(texts, s.maker.encoder, emb, s.maker.pad_id))
 
 
 def _drop_old_tags(directory: Path, keep: str) -> None:
