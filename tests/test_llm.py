@@ -412,15 +412,24 @@ def test_bad_llm_config_fails_before_stage_1(store_path, llm_dir, tmp_path):
     assert not (tmp_path / "r").exists() and not (tmp_path / "r2").exists()
 
 
+def _store_digests(root: Path) -> dict[str, str]:
+    import hashlib
+
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
 def test_llm_without_stage_runs_all_three_stages(store_path, llm_dir, tmp_path):
     (tmp_path / "c.json").write_text(json.dumps({**FAST, "max_eval_samples": 4}))
     run = tmp_path / "run"
+    before = _store_digests(store_path)
     assert _train_cli(["--store", str(store_path), "--llm", str(llm_dir), "--llm-config", str(tmp_path / "c.json"),
                        "--out", str(run), "--d-g", "8", "--fanouts", "2", "2", "--batch-size", "16", "--epochs", "1",
                        "--max-steps", "1", "--max-eval-batches", "1", "--llm-max-steps", "1", "--no-progress"]) == 0
     for stage in ("pretrain", "align", "finetune"):
         assert (run / stage / "metrics.jsonl").is_file(), stage
     assert (run / "embeddings" / "video.npy").is_file() and (run / "finetune" / "final.pt").is_file()
+    assert _store_digests(store_path) == before  # the dataset is read-only to training
 
 
 def test_response_only_loss_matches_the_full_lm_loss(setup):

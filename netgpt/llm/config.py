@@ -66,7 +66,9 @@ class LLMConfig:
 # Named settings: the paper's, and one for tiny random models on a CPU (bigger lr, shorter accumulation).
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": {},
-    "tiny": {"grad_accum": 8, "lr": 1e-3, "checkpoint_every": 10, "engine": "torch"},
+    # prompts cut to 512 tokens: a sample's JSON is mostly 200-500 tokens, and on 2 CPU cores the long tail
+    # (thousands of tokens of comments) would dominate the run time
+    "tiny": {"grad_accum": 8, "lr": 1e-3, "checkpoint_every": 10, "engine": "torch", "max_prompt_tokens": 512},
 }
 
 
