@@ -91,15 +91,26 @@ def tabular_metrics(x: np.ndarray, names: list[str], store: GraphStore, seed: in
 
 def run_lightgbm(store: GraphStore, seed: int = 0, own_only: bool = False,
                  embedding: np.ndarray | None = None) -> dict:
-    """LightGBM on the tabular features (own only, or with the author's history), plus an embedding."""
+    """LightGBM on the tabular features (own only, or with the author's history); with `embedding` (graph +
+    tabular) also the exact same-author / same-topic neighbourhood means and the stage-1 embedding."""
     x, names = tabular_features(store)
     if own_only:
         keep = [names.index(c) for c in OWN_FEATURES]
         x, names = x[:, keep], [names[i] for i in keep]
     if embedding is not None:
-        x = np.concatenate([x, embedding.astype(np.float32)], axis=1)
-        names = names + [f"emb_{i}" for i in range(embedding.shape[1])]
+        means, mean_names = bucket_mean_features(store)
+        x = np.concatenate([x, means, embedding.astype(np.float32)], axis=1)
+        names = names + mean_names + [f"emb_{i}" for i in range(embedding.shape[1])]
     return tabular_metrics(x, names, store, seed)
+
+
+def bucket_mean_features(store: GraphStore) -> tuple[np.ndarray, list[str]]:
+    """The exact means over each sample's same-author and same-topic in-neighbours (graphstore.features.sample)."""
+    from graphstore.features.sample import BUCKET_MEANS, sample_feature_names, sample_features
+
+    names = sample_feature_names()
+    keep = [i for i, c in enumerate(names) if c.split("_mean_")[0] in BUCKET_MEANS.values()]
+    return sample_features(store)[:, keep].astype(np.float32), [names[i] for i in keep]
 
 
 def stage1_embeddings(run_dir: Path, store: GraphStore, progress: bool = True) -> np.ndarray:

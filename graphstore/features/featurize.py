@@ -97,11 +97,11 @@ def _with_sample_features(job: FeatureJob, path: Path) -> FeatureJob:
     def encode(lo: int, hi: int) -> np.ndarray:
         return np.concatenate([np.asarray(visual(lo, hi), dtype=np.float64), extra[lo:hi]], axis=1)
 
-    return FeatureJob(job.node_type, job.rows, job.dim + extra.shape[1], f"{job.source}+sample:v1", encode, job.report)
+    return FeatureJob(job.node_type, job.rows, job.dim + extra.shape[1], f"{job.source}+sample:v2", encode, job.report)
 
 
 def video_parts(info: dict) -> dict[str, list[int]]:
-    """Column ranges [lo, hi) of the video matrix: 'visual' and (stores featurized since v1) 'sample'."""
+    """Column ranges [lo, hi) of the video matrix: 'visual' and (stores featurized since sample:v1) 'sample'."""
     if "parts" in info:
         return {k: list(v) for k, v in info["parts"].items()}
     return {"visual": [0, int(info["dim"])]}
