@@ -25,16 +25,25 @@ CHAT_TEMPLATE = (
 )
 
 
-def store_texts(store_path: str | Path, batch: int = 10_000) -> Iterator[list[str]]:
-    """Batches of titles, descriptions, topics and comment texts of a store."""
+MAX_TEXTS_PER_COLUMN = 20_000  # a seeded sample: BPE word counts over a full-scale store's text need > 20 GB
+
+
+def store_texts(store_path: str | Path, batch: int = 10_000, seed: int = 0) -> Iterator[list[str]]:
+    """Batches of titles, descriptions, topics and comment texts of a store (at most MAX_TEXTS_PER_COLUMN each)."""
+    import numpy as np
+
     from graphstore.store import GraphStore
 
     store = GraphStore.open(store_path)
+    rng = np.random.default_rng(seed)
     samples = store.samples_table(["title", "description", "topic", "platform"])
     comments = store.comments_table(["text"])
     for table in (samples, comments):
         for col in table.column_names:
-            values = [v for v in table.column(col).to_pylist() if v]
+            column = table.column(col)
+            if len(column) > MAX_TEXTS_PER_COLUMN:
+                column = column.take(np.sort(rng.choice(len(column), MAX_TEXTS_PER_COLUMN, replace=False)))
+            values = [v for v in column.to_pylist() if v]
             for i in range(0, len(values), batch):
                 yield values[i:i + batch]
     # digits, punctuation and JSON keys of the prompt, so every sample encodes compactly
