@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from graphstore.build import build_store  # noqa: E402
 from graphstore.store import GraphStore  # noqa: E402
 from graphstore.synth import GRAPH_VISIBLE_LATENTS, latents_path, synthesize  # noqa: E402
-from netgpt.baselines import OWN_FEATURES, markdown_table, run_baselines, summarise, tabular_features, tabular_metrics  # noqa: E402
+from netgpt.baselines import markdown_table, run_baselines, run_lightgbm, summarise  # noqa: E402
 from netgpt.config import preset  # noqa: E402
 
 UPPER_LATENTS = (*GRAPH_VISIBLE_LATENTS, "tau")
@@ -37,11 +37,8 @@ def upper_bound(store: GraphStore, latents_file: Path, seed: int) -> dict:
     table = pq.read_table(latents_file)
     pos = {k: i for i, k in enumerate(table.column("sample_id").to_pylist())}
     rows = np.array([pos[s] for s in store.sample_ids()])
-    x, names = tabular_features(store)
-    keep = [names.index(c) for c in OWN_FEATURES]
     lat = np.stack([table.column(c).to_numpy()[rows] for c in UPPER_LATENTS], axis=1)
-    return tabular_metrics(np.concatenate([x[:, keep], lat.astype(np.float32)], axis=1),
-                           [names[i] for i in keep] + list(UPPER_LATENTS), store, seed)
+    return run_lightgbm(store, seed, own_only=True, extra=(lat, list(UPPER_LATENTS)))
 
 
 def main() -> None:

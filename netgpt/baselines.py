@@ -90,35 +90,26 @@ def tabular_metrics(x: np.ndarray, names: list[str], store: GraphStore, seed: in
 
 
 def run_lightgbm(store: GraphStore, seed: int = 0, own_only: bool = False,
-                 embedding: np.ndarray | None = None) -> dict:
-    """LightGBM on the tabular features (own only, or with the author's history); with `embedding` (graph +
-    tabular) also the exact same-author / same-topic neighbourhood means and the stage-1 embedding."""
+                 extra: tuple[np.ndarray, list[str]] | None = None) -> dict:
+    """LightGBM on the tabular features (own only, or with the author's history), plus `extra` named
+    columns (lightgbm_graph: the neighbourhood means and the stage-1 embedding; the quality bench's
+    upper bound: the generator's latents)."""
     x, names = tabular_features(store)
     if own_only:
         keep = [names.index(c) for c in OWN_FEATURES]
         x, names = x[:, keep], [names[i] for i in keep]
-    if embedding is not None:
-        means, mean_names = bucket_mean_features(store)
-        x = np.concatenate([x, means, embedding.astype(np.float32)], axis=1)
-        names = names + mean_names + [f"emb_{i}" for i in range(embedding.shape[1])]
+    if extra is not None:
+        x = np.concatenate([x, extra[0].astype(np.float32)], axis=1)
+        names = names + list(extra[1])
     return tabular_metrics(x, names, store, seed)
 
 
 def bucket_mean_features(store: GraphStore) -> tuple[np.ndarray, list[str]]:
     """The exact means over each sample's same-author and same-topic in-neighbours (graphstore.features.sample)."""
-    from graphstore.features.sample import BUCKET_MEANS, sample_feature_names, sample_features
+    from graphstore.features.sample import bucket_mean_names, sample_feature_names, sample_features
 
-    names = sample_feature_names()
-    keep = [i for i, c in enumerate(names) if c.split("_mean_")[0] in BUCKET_MEANS.values()]
-    return sample_features(store)[:, keep].astype(np.float32), [names[i] for i in keep]
-
-
-def stage1_embeddings(run_dir: Path, store: GraphStore, progress: bool = True) -> np.ndarray:
-    """Embeddings of every video from a finished stage-1 run's best model, in memory (the store is not written)."""
-    from .embed import embed_videos, load_best
-
-    model, cfg, _ = load_best(run_dir, store)
-    return embed_videos(model, store, cfg, progress=progress)
+    names, wanted = sample_feature_names(), bucket_mean_names()
+    return sample_features(store)[:, [names.index(c) for c in wanted]].astype(np.float32), wanted
 
 
 def run_train_mean(store: GraphStore) -> dict:
@@ -155,6 +146,7 @@ def run_baselines(out_dir: str | Path, store_path: str | Path, cfg: PretrainConf
 
     Graph models use their own preset (sage: `default`, rgcn: `cpu` unless the given config is an rgcn
     one) with cfg's budget overrides; lightgbm_graph reads the sage run of the same seed."""
+    from .embed import run_embeddings
     from .train_gnn import run_pretrain
 
     out_dir = Path(out_dir)
@@ -171,8 +163,11 @@ def run_baselines(out_dir: str | Path, store_path: str | Path, cfg: PretrainConf
                 sage_dir = out_dir / f"sage_seed{seed}"
                 if not (sage_dir / "pretrain" / "best.pt").is_file():
                     run_pretrain(sage_dir, store_path, graph_config(cfg, "sage", seed), progress=progress)
-                emb = stage1_embeddings(sage_dir, store, progress=progress)
-                per_model[m].append(run_lightgbm(store, seed, embedding=emb))
+                emb = run_embeddings(sage_dir, store, progress=progress)
+                means, mean_names = bucket_mean_features(store)
+                extra = np.concatenate([means, emb.astype(np.float32)], axis=1)
+                names = mean_names + [f"emb_{i}" for i in range(emb.shape[1])]
+                per_model[m].append(run_lightgbm(store, seed, extra=(extra, names)))
             elif m in ("lightgbm", "lightgbm_own"):
                 per_model[m].append(run_lightgbm(store, seed, own_only=m == "lightgbm_own"))
             elif m == "train_mean":

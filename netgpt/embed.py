@@ -72,6 +72,13 @@ def embed_videos(model: torch.nn.Module, store: GraphStore, cfg: PretrainConfig,
     return out if out is not None else np.zeros((0, cfg.d_g), dtype=np.float32)
 
 
+def run_embeddings(run_dir: str | Path, store: GraphStore, *, nodes: np.ndarray | None = None,
+                   progress: bool = True) -> np.ndarray:
+    """Embeddings of `nodes` (default: every video) by a finished stage-1 run's best model, in memory."""
+    model, cfg, _ = load_best(Path(run_dir), store)
+    return embed_videos(model, store, cfg, nodes=nodes, progress=progress)
+
+
 EMBED_DIR = "embeddings"
 
 

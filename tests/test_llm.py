@@ -18,7 +18,7 @@ from netgpt.llm.config import LLMConfig
 from netgpt.llm.model import decoder_layers
 from netgpt.llm.prompt import PROMPT_FIELDS, RESPONSE, sample_record
 from netgpt.llm.tokens import GRAPH_PAD
-from tests.xsvideo_fixtures import make_records, write_xsvideo
+from tests.xsvideo_fixtures import file_digests, make_records, make_tiny_llm, write_xsvideo
 
 D_G = 16
 FAST = {"grad_accum": 2, "engine": "torch", "lr": 1e-3, "checkpoint_every": 1, "max_eval_samples": 6,
@@ -56,13 +56,7 @@ def fresh_run(stage1_run: Path, path: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def llm_dir(store_path, tmp_path_factory) -> Path:
-    import importlib.util
-
-    tool = Path(__file__).parents[1] / "tools" / "make_tiny_llm.py"
-    spec = importlib.util.spec_from_file_location("make_tiny_llm", tool)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.make_tiny_llm(store_path, tmp_path_factory.mktemp("tiny") / "llm", vocab_size=800, hidden=32, layers=4)
+    return make_tiny_llm(store_path, tmp_path_factory.mktemp("tiny") / "llm", vocab_size=800, hidden=32, layers=4)
 
 
 @pytest.fixture()
@@ -238,14 +232,21 @@ def test_finetune_needs_align_unless_skipped(store_path, llm_dir, stage1_run, tm
     assert out["steps"] == 1
 
 
+def _free_port() -> int:
+    """A TCP port nobody listens on now (a pid-derived one collided with an earlier test's group)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 @pytest.fixture()
 def single_process_group(monkeypatch):
     """DeepSpeed's one-process gloo group for one test, torn down (with its environment) afterwards."""
-    import os
-
     import torch.distributed as dist
 
-    for key, value in {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(29500 + os.getpid() % 1000), "RANK": "0",
+    for key, value in {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()), "RANK": "0",
                        "LOCAL_RANK": "0", "WORLD_SIZE": "1"}.items():
         monkeypatch.setenv(key, value)
     yield
@@ -364,7 +365,7 @@ def test_resume_after_sigkill_between_checkpoint_writes(engine, store_path, llm_
     from netgpt.llm.stages import run_align
 
     killed, whole = fresh_run(stage1_run, tmp_path / "killed"), fresh_run(stage1_run, tmp_path / "whole")
-    env = {**os.environ, "NETGPT_KILL_AT": "after_engine_save:2", "MASTER_PORT": str(29600 + os.getpid() % 300)}
+    env = {**os.environ, "NETGPT_KILL_AT": "after_engine_save:2", "MASTER_PORT": str(_free_port())}
     proc = subprocess.run([sys.executable, "-c", KILL_SCRIPT, str(killed), str(store_path), str(llm_dir), engine, "new"],
                           env=env, cwd=Path(__file__).parents[1], capture_output=True, text=True, timeout=600)
     assert proc.returncode == -9, proc.stderr[-2000:]  # SIGKILL after the engine state of step 2, before its commit
@@ -412,24 +413,17 @@ def test_bad_llm_config_fails_before_stage_1(store_path, llm_dir, tmp_path):
     assert not (tmp_path / "r").exists() and not (tmp_path / "r2").exists()
 
 
-def _store_digests(root: Path) -> dict[str, str]:
-    import hashlib
-
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
-
-
 def test_llm_without_stage_runs_all_three_stages(store_path, llm_dir, tmp_path):
     (tmp_path / "c.json").write_text(json.dumps({**FAST, "max_eval_samples": 4}))
     run = tmp_path / "run"
-    before = _store_digests(store_path)
+    before = file_digests(store_path)
     assert _train_cli(["--store", str(store_path), "--llm", str(llm_dir), "--llm-config", str(tmp_path / "c.json"),
                        "--out", str(run), "--d-g", "8", "--fanouts", "2", "2", "--batch-size", "16", "--epochs", "1",
                        "--max-steps", "1", "--max-eval-batches", "1", "--llm-max-steps", "1", "--no-progress"]) == 0
     for stage in ("pretrain", "align", "finetune"):
         assert (run / stage / "metrics.jsonl").is_file(), stage
     assert (run / "embeddings" / "video.npy").is_file() and (run / "finetune" / "final.pt").is_file()
-    assert _store_digests(store_path) == before  # the dataset is read-only to training
+    assert file_digests(store_path) == before  # the dataset is read-only to training
 
 
 def test_response_only_loss_matches_the_full_lm_loss(setup):

@@ -10,7 +10,7 @@ import torch
 
 from graphstore.build import build_store
 from graphstore.store import GraphStore
-from tests.xsvideo_fixtures import make_records, write_xsvideo
+from tests.xsvideo_fixtures import file_digests, make_records, write_xsvideo
 
 TINY = {"d_g": 16, "fanouts": [3, 3], "batch_size": 16, "eval_batch_size": 32, "epochs": 2, "patience": 5,
         "lr": 1e-2, "embed_fanout": 5}
@@ -137,20 +137,13 @@ def test_eval_command_writes_report(trained_run, tiny_store):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
 
 
-def _digests(root: Path) -> dict[str, str]:
-    import hashlib
-
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
-
-
 def test_embed_writes_into_the_run_not_the_store(trained_run, tiny_store):
     from netgpt.embed import check_embeddings
 
-    before = _digests(tiny_store)
+    before = file_digests(tiny_store)
     args = _parse(["embed", "--run", str(trained_run), "--store", str(tiny_store), "--no-progress"])
     assert args.func(args) == 0
-    assert _digests(tiny_store) == before  # the dataset is read-only to training
+    assert file_digests(tiny_store) == before  # the dataset is read-only to training
     store = GraphStore.open(tiny_store)
     emb = np.load(trained_run / "embeddings" / "video.npy")
     assert emb.shape == (store.num_nodes("video"), 16) and emb.dtype == np.float16

@@ -12,6 +12,7 @@ from graphstore.build import build_store
 from graphstore.store import GraphStore
 from graphstore.synth import synthesize
 from netgpt.cli import main as netgpt_main
+from tests.xsvideo_fixtures import make_tiny_llm
 
 
 @pytest.fixture(scope="module")
@@ -86,14 +87,8 @@ def test_input_already_in_store_is_an_error(trained, tmp_path, capsys):
 
 def test_finetuned_run_scores_new_samples(trained, tmp_path):
     """A run with a finished stage 3: new samples get stage-1 embeddings made in the overlay and LLM scores."""
-    import importlib.util
-
     store, _, new_file, new_ids = trained
-    tool = Path(__file__).parents[1] / "tools" / "make_tiny_llm.py"
-    spec = importlib.util.spec_from_file_location("make_tiny_llm", tool)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    llm = mod.make_tiny_llm(store, tmp_path / "llm", vocab_size=800, hidden=32, layers=2)
+    llm = make_tiny_llm(store, tmp_path / "llm", vocab_size=800, hidden=32, layers=2)
     fast = tmp_path / "llm.json"
     fast.write_text(json.dumps({"grad_accum": 1, "engine": "torch", "lr": 1e-3, "top_layers": 1, "max_eval_samples": 2,
                                 "max_prompt_tokens": 256, "max_comments": 3}))

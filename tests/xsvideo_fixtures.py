@@ -119,3 +119,22 @@ def head_keys(store) -> dict[str, list[str]]:
     keys["topic"] = list(store.meta["topics"])
     keys["platform"] = list(store.meta["platforms"])
     return keys
+
+
+def file_digests(root: Path) -> dict[str, str]:
+    """sha256 of every file below `root`, keyed by relative path (to show a directory did not change)."""
+    import hashlib
+
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(Path(root).rglob("*")) if p.is_file()}
+
+
+def make_tiny_llm(store: Path, out: Path, **kwargs) -> Path:
+    """tools/make_tiny_llm.py's make_tiny_llm (the tool is a script, not a package module)."""
+    import importlib.util
+
+    tool = Path(__file__).parents[1] / "tools" / "make_tiny_llm.py"
+    spec = importlib.util.spec_from_file_location("make_tiny_llm", tool)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.make_tiny_llm(store, out, **kwargs)

@@ -35,8 +35,12 @@ def sample_feature_names() -> list[str]:
     names += [f"growth_{c}" for c in GROWTH_FIELDS]
     names += [f"log_degree_{r}" for r in DEGREE_RELATIONS]
     names += ["log_duration"] + [f"platform_{i}" for i in range(len(PLATFORMS))]
-    names += [f"{short}_mean_{c}" for short in BUCKET_MEANS.values() for c in MEAN_COLUMNS]
-    return names
+    return names + bucket_mean_names()
+
+
+def bucket_mean_names() -> list[str]:
+    """Names of the neighbourhood-mean columns (the last ones of `sample_features`)."""
+    return [f"{short}_mean_{c}" for short in BUCKET_MEANS.values() for c in MEAN_COLUMNS]
 
 
 def bucket_prefix_means(rel, values: np.ndarray, num_tails: int) -> np.ndarray:

@@ -116,18 +116,12 @@ def stage1_scores(run_dir: Path, store, nodes: np.ndarray) -> np.ndarray:
 def stage3_scores(run_dir: Path, base_path: str | Path, view, nodes: np.ndarray) -> np.ndarray:
     """Stage-3 predictions of new nodes: the model as trained (opened on the base store, whose run
     embeddings it checks), prompts from the grown store and stage-1 embeddings of the new nodes made there."""
+    from netgpt.embed import run_embeddings
     from netgpt.llm.stages import for_grown_store, load_finetuned, predict_nodes
 
     s = load_finetuned(run_dir, base_path)
-    return predict_nodes(for_grown_store(s, view, nodes, stage1_embeddings(run_dir, view, nodes)), nodes)
-
-
-def stage1_embeddings(run_dir: Path, store, nodes: np.ndarray) -> np.ndarray:
-    """[len(nodes), d_g] stage-1 embeddings of `nodes`, sampled as `netgpt embed` samples (embed fanout and seed)."""
-    from netgpt.embed import embed_videos, load_best
-
-    model, cfg, _ = load_best(run_dir, store)
-    return embed_videos(model, store, cfg, nodes=nodes, progress=False)
+    new_rows = run_embeddings(run_dir, view, nodes=nodes, progress=False)
+    return predict_nodes(for_grown_store(s, view, nodes, new_rows), nodes)
 
 
 def _in_order(got: np.ndarray, values: np.ndarray, nodes: np.ndarray) -> np.ndarray:

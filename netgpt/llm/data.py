@@ -76,10 +76,9 @@ class GraphEmbeddings:
 
     def statistics(self, nodes: np.ndarray, max_rows: int = 20_000, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         """Column mean and std over (a seeded subsample of) `nodes`: the train split's, for input scaling."""
-        nodes = np.asarray(nodes, dtype=np.int64)
-        if nodes.size > max_rows:
-            nodes = np.sort(np.random.default_rng([seed, 23]).choice(nodes, size=max_rows, replace=False))
-        x = self.rows(nodes).double()
+        from netgpt.models.inputs import subsample
+
+        x = self.rows(subsample(np.asarray(nodes, dtype=np.int64), max_rows, np.random.default_rng([seed, 23]))).double()
         return x.mean(dim=0).float(), x.std(dim=0, unbiased=False).clamp_min(1e-3).float()
 
 

@@ -2,6 +2,7 @@
 with the same settings (AdamW, warmup-cosine, accumulation, clipping)."""
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from pathlib import Path
@@ -35,11 +36,14 @@ def use_bf16(cfg: LLMConfig, device: torch.device) -> bool:
     return device.type == "cuda" if cfg.bf16 is None else bool(cfg.bf16)
 
 
+def bf16_autocast(device_type: str, enabled: bool):
+    """bf16 autocast on a device type when `enabled`, else a no-op context."""
+    return torch.autocast(device_type, dtype=torch.bfloat16) if enabled else contextlib.nullcontext()
+
+
 def autocast_context(cfg: LLMConfig, device: torch.device):
     """bf16 autocast on the device when the run uses bf16, else a no-op context."""
-    import contextlib
-
-    return torch.autocast(device.type, dtype=torch.bfloat16) if use_bf16(cfg, device) else contextlib.nullcontext()
+    return bf16_autocast(device.type, use_bf16(cfg, device))
 
 
 def keep_fp32_master(model: torch.nn.Module) -> None:
@@ -69,9 +73,7 @@ class TorchEngine:
 
     def autocast(self):
         """bf16 autocast for forward passes when training in bf16 (weights stay float32)."""
-        import contextlib
-
-        return torch.autocast(self.device_type(), dtype=torch.bfloat16) if self.bf16 else contextlib.nullcontext()
+        return bf16_autocast(self.device_type(), self.bf16)
 
     def device_type(self) -> str:
         return next(iter(self.params)).device.type if self.params else "cpu"
@@ -150,8 +152,6 @@ class DeepSpeedEngine:
 
     def autocast(self):
         """DeepSpeed's bf16 mode casts the module itself and keeps fp32 master weights in its optimizer."""
-        import contextlib
-
         return contextlib.nullcontext()
 
     def backward(self, loss: torch.Tensor) -> None:

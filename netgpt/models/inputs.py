@@ -74,23 +74,26 @@ class InputTransform(nn.Module):
 
 
 def rows_of_videos(store: GraphStore, node_type: str, videos: np.ndarray) -> np.ndarray:
-    """Ids of the `node_type` nodes that belong to `videos` (their attribute nodes, comments, topic...)."""
+    """Ids (ascending) of the `node_type` nodes that belong to `videos` (attribute nodes, comments, topic...)."""
     rel = next((r for r in store.topology.relations.values() if r.head == node_type and r.tail == "video"), None)
     if node_type == "video" or rel is None:
         return videos
-    if rel.kind == "aligned":
-        return videos if rel.head_index is None else np.unique(np.asarray(rel.head_index)[videos])
-    if rel.kind == "range":
-        indptr = np.asarray(rel.indptr, dtype=np.int64)
-        starts, ends = indptr[videos], indptr[videos + 1]
-        return np.concatenate([np.arange(a, b) for a, b in zip(starts, ends)]) if len(videos) else videos
-    return videos
+    n = store.num_nodes("video")
+    colptr, row = rel.csc(n)
+    mine = np.zeros(n, dtype=bool)
+    mine[videos] = True
+    return np.unique(row[mine[np.repeat(np.arange(n), np.diff(colptr))]])
+
+
+def subsample(ids: np.ndarray, max_rows: int, rng: np.random.Generator) -> np.ndarray:
+    """`ids` sorted, or (when there are more) `max_rows` of them drawn without replacement, sorted."""
+    ids = np.asarray(ids)
+    return np.sort(rng.choice(ids, size=max_rows, replace=False)) if ids.size > max_rows else np.sort(ids)
 
 
 def train_rows(train: np.ndarray, seed: int = 0, max_rows: int = SCALER_ROWS) -> np.ndarray:
     """The seeded subsample of train videos that input statistics are computed from."""
-    rng = np.random.default_rng([seed, 17])
-    return np.sort(rng.choice(train, size=min(len(train), max_rows), replace=False))
+    return subsample(train, max_rows, np.random.default_rng([seed, 17]))
 
 
 def train_statistics(store: GraphStore, node_types: list[str], train: np.ndarray, seed: int = 0,
@@ -102,9 +105,7 @@ def train_statistics(store: GraphStore, node_types: list[str], train: np.ndarray
     videos = train_rows(train, seed, max_rows)
     stats = {}
     for t in node_types:
-        ids = rows_of_videos(store, t, videos)
-        if ids.size > max_rows:
-            ids = np.sort(rng.choice(ids, size=max_rows, replace=False))
+        ids = subsample(rows_of_videos(store, t, videos), max_rows, rng)
         x = store.features(t).gather(ids, dtype=np.float32).astype(np.float64) if ids.size else None
         if x is None or x.shape[0] == 0:
             continue
