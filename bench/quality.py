@@ -1,8 +1,8 @@
 """Prediction quality leaderboard on the synthetic default: every model over several seeds, mean ± std.
 
 Models: the default stage-1 graph model (sage), the paper's RGCN at CPU width (`cpu` preset), LightGBM on
-the sample's own features, LightGBM with the author's history, LightGBM with the stage-1 embedding
-(graph + tabular), the train mean, and an upper bound: LightGBM on the own features plus the generator's
+the sample's own features, LightGBM with the author's history, LightGBM with the graph's exact
+neighbourhood aggregates (feature means and train-level statistics, `lightgbm_graph`), the train mean, and an upper bound: LightGBM on the own features plus the generator's
 graph-visible latents (topic heat, author reach, the author's growth speed), i.e. what a model that
 extracted everything the graph holds about them would know.
 
@@ -63,7 +63,7 @@ def main() -> None:
     results: dict[str, dict] = {}
     for m in args.models:
         t = time.perf_counter()
-        out = work / f"runs_{args.scale}"  # shared: lightgbm_graph reads the sage runs of the same seeds
+        out = work / f"runs_{args.scale}"
         res = run_baselines(out, store_path, preset("default"), models=(m,), seeds=tuple(args.seeds), progress=False)
         results[m] = res[m]
         timings[m] = (time.perf_counter() - t) / len(args.seeds)

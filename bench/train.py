@@ -69,16 +69,18 @@ def bench_forward(store_path: Path, batches: int, seed: int, preset_name: str = 
     from graphstore.store import GraphStore
     from netgpt.config import preset
     from netgpt.data import batch_inputs, iter_batches
+    from netgpt.models.labels import known_labels
     from netgpt.train_gnn import model_for_store
 
     store = GraphStore.open(store_path)
     cfg = preset(preset_name, seed=seed, **over)
     model = model_for_store(cfg, store)
+    labels = known_labels(store, cfg.label_inputs)
     seeds = np.random.default_rng(seed).permutation(store.split("train"))[: batches * cfg.batch_size]
     times: dict[str, list[float]] = {"planned": [], "full": []}
     max_diff, sizes = 0.0, []
     for batch in iter_batches(store, seeds, cfg, seed=seed):
-        x, ei, bs, _, y = batch_inputs(batch, torch.device("cpu"))
+        x, ei, bs, _, y = batch_inputs(batch, torch.device("cpu"), labels)
         sizes.append({t: int(v.size(0)) for t, v in x.items() if t == "video"})
         preds = {}
         for name, fwd in (("planned", model.forward), ("full", model.forward_full)):

@@ -71,6 +71,8 @@ class PretrainConfig:
     feature_cache_mb: int = 1024
     seed: int = 0
     embed_fanout: int = 200  # per relation neighbours of layer-wise embedding inference
+    label_inputs: bool = False  # video nodes also read the known levels of train videos (netgpt.models.labels)
+    label_drop: float = 0.0  # in training, the share of those levels hidden at random
     no_video_features: bool = False
     no_video_video: bool = False
     no_interaction: bool = False

@@ -10,6 +10,7 @@ from graphstore.errors import UserError
 from graphstore.store import GraphStore
 
 from .config import PretrainConfig
+from .models.labels import LABEL_INPUT, SEED_STAT_INPUT, KnownLabels
 
 
 def iter_batches(store: GraphStore, nodes: np.ndarray, cfg: PretrainConfig, *, fanouts: list[int] | None = None,
@@ -27,10 +28,16 @@ def iter_batches(store: GraphStore, nodes: np.ndarray, cfg: PretrainConfig, *, f
     ))
 
 
-def batch_inputs(batch, device: torch.device) -> tuple[dict, dict, int, torch.Tensor, torch.Tensor]:
-    """(x_dict, edge_index_dict, batch_size, seed node ids, seed labels) of a HeteroData batch."""
+def batch_inputs(batch, device: torch.device, labels: KnownLabels | None = None, label_drop: float = 0.0,
+                 rng: np.random.Generator | None = None) -> tuple[dict, dict, int, torch.Tensor, torch.Tensor]:
+    """(x_dict, edge_index_dict, batch_size, seed node ids, seed labels) of a HeteroData batch; with
+    `labels`, x_dict also holds the shown train levels and the seeds' bucket statistics (netgpt.models.labels)."""
     bs = int(batch["video"].batch_size)
     x = {t: batch[t].x.to(device, non_blocking=True) for t in batch.node_types if "x" in batch[t]}
+    if labels is not None:
+        n_id_all = batch["video"].n_id.numpy()
+        x[LABEL_INPUT] = torch.from_numpy(labels.columns(n_id_all, bs, label_drop, rng)).to(device)
+        x[SEED_STAT_INPUT] = torch.from_numpy(labels.bucket_stats[n_id_all[:bs]]).to(device)
     ei = {et: batch[et].edge_index.to(device, non_blocking=True) for et in batch.edge_types}
     n_id = batch["video"].n_id[:bs].cpu()
     y = batch["video"].y[:bs].float()

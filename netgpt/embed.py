@@ -23,6 +23,7 @@ from graphstore.store import GraphStore
 
 from .config import PretrainConfig
 from .data import batch_inputs, iter_batches
+from .models.labels import known_labels
 from .train_gnn import STAGE, model_for_store
 
 EMBED_SEED_OFFSET = 2_000_003
@@ -60,9 +61,10 @@ def embed_videos(model: torch.nn.Module, store: GraphStore, cfg: PretrainConfig,
     fan = [fanout or cfg.embed_fanout] * cfg.num_layers
     bs = batch_size or cfg.eval_batch_size
     out = None
+    labels = known_labels(store, cfg.label_inputs)
     bar = tqdm(total=len(nodes), desc="embed", unit="video", disable=not progress)
     for batch in iter_batches(store, nodes, cfg, fanouts=fan, batch_size=bs, seed=cfg.seed + EMBED_SEED_OFFSET):
-        x, ei, b, n_id, _ = batch_inputs(batch, torch.device("cpu"))
+        x, ei, b, n_id, _ = batch_inputs(batch, torch.device("cpu"), labels)
         emb, _ = model(x, ei, b)
         if out is None:
             out = np.zeros((len(nodes), emb.shape[1]), dtype=np.float32)

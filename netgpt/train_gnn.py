@@ -21,6 +21,7 @@ from .config import PretrainConfig
 from .data import batch_inputs, edge_types, input_dims, iter_batches
 from .distributed import DistContext, barrier, broadcast_flag, cleanup, gather_arrays, init_distributed, shard_seeds
 from .metrics import regression_metrics
+from .models.labels import KnownLabels, known_labels
 from .run_files import torch_save, write_predictions
 
 STAGE = "pretrain"
@@ -33,8 +34,12 @@ def build_model(cfg: PretrainConfig, in_dims: dict[str, int], etypes: list[tuple
     """The configured graph model (sage, rgcn, or a baseline gcn/han/hgt) behind its input transform."""
     from .models.inputs import InputTransform, WithInputs
 
+    from .models.labels import LABEL_COLUMNS
+
     transform = InputTransform(in_dims, visual_cols if cfg.no_video_features else None, numeric_cols, cfg.numeric_bins)
-    in_dims = transform.out_dims
+    in_dims = dict(transform.out_dims)
+    if cfg.label_inputs:
+        in_dims["video"] += LABEL_COLUMNS
     if cfg.model == "sage":
         from .models.sage import HeteroSAGE
 
@@ -47,7 +52,7 @@ def build_model(cfg: PretrainConfig, in_dims: dict[str, int], etypes: list[tuple
         from .models.baselines import build_baseline
 
         inner = build_baseline(cfg, in_dims, etypes)
-    return WithInputs(transform, inner)
+    return WithInputs(transform, inner, cfg.label_inputs, cfg.d_g)
 
 
 def model_for_store(cfg: PretrainConfig, store: GraphStore) -> torch.nn.Module:
@@ -75,9 +80,13 @@ def fit_input_statistics(model: torch.nn.Module, store: GraphStore, cfg: Pretrai
 
 @torch.no_grad()
 def predict_nodes(model: torch.nn.Module, store: GraphStore, nodes: np.ndarray, cfg: PretrainConfig,
-                  ctx: DistContext, desc: str = "eval", progress: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(nodes, y_true, y_pred) over `nodes`, sharded across ranks and gathered on every rank."""
+                  ctx: DistContext, desc: str = "eval", progress: bool = True,
+                  labels: KnownLabels | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(nodes, y_true, y_pred) over `nodes`, sharded across ranks and gathered on every rank
+    (`labels`: the store's KnownLabels, made here when the model reads them and none are given)."""
     model.eval()
+    if labels is None:
+        labels = known_labels(store, cfg.label_inputs)
     mine = np.asarray(nodes, dtype=np.int64)[ctx.rank::ctx.world_size]
     out_n, out_y, out_p = [], [], []
     total = -(-mine.size // cfg.eval_batch_size)
@@ -87,7 +96,7 @@ def predict_nodes(model: torch.nn.Module, store: GraphStore, nodes: np.ndarray, 
     for i, batch in enumerate(iter_batches(store, mine, cfg, batch_size=cfg.eval_batch_size, seed=cfg.seed + EVAL_SEED_OFFSET)):
         if i >= total:
             break
-        x, ei, bs, n_id, y = batch_inputs(batch, ctx.device)
+        x, ei, bs, n_id, y = batch_inputs(batch, ctx.device, labels)
         _, pred = model(x, ei, bs)
         out_n.append(n_id.numpy()); out_y.append(y.cpu().numpy()); out_p.append(pred.float().cpu().numpy())
         bar.update(1)
@@ -194,6 +203,7 @@ def _run(run_dir: Path, store_path: Path, cfg: PretrainConfig, ctx: DistContext,
     if train_ids.size < ctx.world_size or val_ids.size == 0:
         raise UserError(f"{store_path}: split sizes train={train_ids.size} val={val_ids.size} are too small to train")
     model = model_for_store(cfg, store)
+    labels = known_labels(store, cfg.label_inputs)
     if not resume:
         fit_input_statistics(model, store, cfg)
     model = model.to(ctx.device)
@@ -219,6 +229,7 @@ def _run(run_dir: Path, store_path: Path, cfg: PretrainConfig, ctx: DistContext,
         if bad_epochs >= cfg.patience or (stop_after is not None and ran >= stop_after):
             break
         _epoch_seed(cfg, epoch, ctx.rank)
+        label_rng = np.random.default_rng([cfg.seed, epoch, ctx.rank, 29])
         seeds = shard_seeds(train_ids, epoch, cfg.seed, ctx.rank, ctx.world_size)
         net.train()
         t0, seen, loss_sum, steps = time.perf_counter(), 0, 0.0, 0
@@ -226,7 +237,7 @@ def _run(run_dir: Path, store_path: Path, cfg: PretrainConfig, ctx: DistContext,
         for batch in iter_batches(store, seeds, cfg, seed=loader_seed(cfg, epoch, ctx.rank)):
             if steps >= steps_per_epoch:
                 break
-            x, ei, bs, _, y = batch_inputs(batch, ctx.device)
+            x, ei, bs, _, y = batch_inputs(batch, ctx.device, labels, cfg.label_drop, label_rng)
             _, pred = net(x, ei, bs)
             loss = F.smooth_l1_loss(pred, y.to(ctx.device))
             opt.zero_grad(set_to_none=True)
@@ -241,7 +252,8 @@ def _run(run_dir: Path, store_path: Path, cfg: PretrainConfig, ctx: DistContext,
             bar.update(1)
         bar.close()
         train_s = time.perf_counter() - t0
-        n, yt, yp = predict_nodes(evaluated, store, val_ids, cfg, ctx, desc=f"val {epoch}", progress=progress)
+        n, yt, yp = predict_nodes(evaluated, store, val_ids, cfg, ctx, desc=f"val {epoch}", progress=progress,
+                                  labels=labels)
         val = regression_metrics(yt, yp)
         value = val[cfg.select_metric]
         improved = value < best["value"]

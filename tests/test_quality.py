@@ -149,3 +149,73 @@ def test_default_model_extracts_a_signal_only_the_graph_holds(tmp_path):
     assert with_graph["test"]["mae"] < 0.8 * without["test"]["mae"], (with_graph["test"], without["test"])
     metrics = [json.loads(x) for x in (tmp_path / "g" / "pretrain" / "metrics.jsonl").read_text().splitlines()]
     assert metrics[-1]["train_loss"] < metrics[0]["train_loss"]
+
+
+# --- known train levels as inputs (netgpt.models.labels) ----------------------------------------------------
+def test_bucket_level_stats_match_brute_force(store):
+    from netgpt.models.labels import BUCKET_RELATIONS, MAX_LEVEL, KnownLabels
+
+    s = GraphStore.open(store)
+    k = KnownLabels.of_store(s)
+    for j, rel in enumerate(BUCKET_RELATIONS):
+        for v in range(0, s.num_nodes("video"), 7):
+            nb = s.in_neighbors(rel, v)
+            nb = nb[~np.isnan(k.level[nb]) & (k.video[nb] != k.video[v])]
+            mean = k.level[nb].mean() / MAX_LEVEL if nb.size else 0.0
+            np.testing.assert_allclose(k.bucket_stats[v, 2 * j:2 * j + 2], [mean, np.log1p(nb.size)], rtol=1e-5, atol=1e-6)
+
+
+def test_known_labels_show_only_train_levels_of_other_videos(store):
+    from netgpt.models.labels import KnownLabels
+
+    s = GraphStore.open(store)
+    k = KnownLabels.of_store(s)
+    y = s.labels()
+    train = s.split("train")
+    assert np.isnan(np.delete(k.level, train)).all()  # val, test and final states: never read
+    np.testing.assert_array_equal(k.level[train], y[train])
+    # a video's states share one id, and states of different videos do not
+    hist = s.topology.relations["is_history_of"]
+    v = int(np.flatnonzero(np.diff(np.asarray(hist.indptr)) > 0)[0])
+    assert (k.video[s.in_neighbors("is_history_of", v)] == k.video[v]).all()
+    seeds = train[:5]
+    others = np.setdiff1d(train, np.flatnonzero(np.isin(k.video, k.video[seeds])))[:20]
+    n_id = np.concatenate([seeds, np.flatnonzero(np.isin(k.video, k.video[seeds])), others, s.split("test")[:5]])
+    cols = k.columns(n_id, len(seeds))
+    same_video = np.isin(k.video[n_id], k.video[seeds])
+    assert not cols[same_video, 1].any() and not cols[same_video, 0].any()
+    assert cols[len(seeds) + same_video[len(seeds):].sum():][:len(others), 1].all()
+    assert not cols[-5:, 1].any()
+    dropped = k.columns(n_id, len(seeds), drop=0.5, rng=np.random.default_rng(0))
+    assert dropped[:, 1].sum() < cols[:, 1].sum() and (dropped[:, 1] <= cols[:, 1]).all()
+
+
+def test_a_seed_never_reads_its_own_level(store):
+    """A train seed's prediction does not move when its own video's level changes (whatever the other
+    seeds of its batch are), and predictions do move when other train videos' levels change."""
+    from netgpt.config import preset
+    from netgpt.data import batch_inputs, iter_batches
+    from netgpt.models.labels import KnownLabels
+    from netgpt.train_gnn import model_for_store
+
+    s = GraphStore.open(store)
+    cfg = preset("default", d_g=16, fanouts=[5, 5], label_inputs=True)
+    model = model_for_store(cfg, s).eval()
+    k = KnownLabels.of_store(s)
+    seeds = s.split("train")[:24]
+
+    def predict(labels: KnownLabels) -> np.ndarray:
+        batch = next(iter_batches(s, seeds, cfg, batch_size=len(seeds), seed=3))
+        x, ei, bs, _, _ = batch_inputs(batch, torch.device("cpu"), labels)
+        with torch.no_grad():
+            return model(x, ei, bs)[1].numpy()
+
+    base = predict(k)
+    flipped = np.where(np.isnan(k.level), np.nan, 9.0 - k.level)
+    for i in range(0, len(seeds), 6):
+        own = k.video == k.video[seeds[i]]
+        own_changed = KnownLabels.from_levels(s, np.where(own, flipped, k.level), k.video)
+        assert not np.array_equal(own_changed.level, k.level, equal_nan=True)
+        assert predict(own_changed)[i] == base[i]
+    others = ~np.isin(k.video, k.video[seeds])
+    assert not np.allclose(predict(KnownLabels.from_levels(s, np.where(others, flipped, k.level), k.video)), base)

@@ -32,6 +32,9 @@ def add_pretrain_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=None,
                    help="seed of every random choice (default 0; a resumed run keeps its own)")
     p.add_argument("--no-video-features", action="store_true", help="ablation: zero the video features")
+    p.add_argument("--label-inputs", action="store_true",
+                   help="video nodes also read the known levels of other train videos, and seeds their author's and "
+                        "topic's level statistics (the label trick; never the seed's own video)")
     p.add_argument("--relations-exclude", nargs="+", metavar="GROUP", choices=sorted(RELATION_GROUPS),
                    help="ablation: drop relation groups")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -44,6 +47,7 @@ def config_from_args(args: argparse.Namespace, **extra):
     over = dict(epochs=args.epochs, max_steps=args.max_steps, max_eval_batches=args.max_eval_batches,
                 batch_size=args.batch_size, d_g=args.d_g, fanouts=args.fanouts, num_workers=args.num_workers,
                 feature_cache_mb=args.feature_cache_mb, seed=args.seed, no_video_features=args.no_video_features or None,
+                label_inputs=args.label_inputs or None,
                 **exclusion_overrides(args.relations_exclude), **extra)
     return preset(args.preset, **over)
 

@@ -114,12 +114,31 @@ def train_statistics(store: GraphStore, node_types: list[str], train: np.ndarray
 
 
 class WithInputs(nn.Module):
-    """A graph model behind an InputTransform: forward scales the batch's features, then runs the model."""
+    """A graph model behind an InputTransform: forward scales the batch's features and runs the model.
 
-    def __init__(self, inputs: nn.Module, model: nn.Module):
+    With `label_inputs` (netgpt.models.labels) the video inputs also carry the shown train levels, and
+    the seeds' bucket level statistics are encoded and added to their embeddings after message passing
+    (the prediction is then made from that sum, which is also the embedding the LLM stages read)."""
+
+    def __init__(self, inputs: nn.Module, model: nn.Module, label_inputs: bool = False, d: int = 0):
         super().__init__()
+        from .labels import SEED_STAT_COLUMNS
+
         self.inputs = inputs
         self.model = model
+        self.label_inputs = label_inputs
+        if label_inputs:
+            self.seed_stats = nn.Sequential(nn.Linear(SEED_STAT_COLUMNS, d), nn.ReLU(), nn.Linear(d, d))
 
     def forward(self, x_dict, edge_index_dict, batch_size: int):
-        return self.model(self.inputs(x_dict), edge_index_dict, batch_size)
+        from .labels import LABEL_INPUT, SEED_STAT_INPUT
+
+        scaled = self.inputs(x_dict)
+        if not self.label_inputs:
+            return self.model(scaled, edge_index_dict, batch_size)
+        if LABEL_INPUT not in x_dict or SEED_STAT_INPUT not in x_dict:
+            raise ValueError("this model reads known train levels: pass batch_inputs(..., labels=KnownLabels)")
+        scaled["video"] = torch.cat([scaled["video"], x_dict[LABEL_INPUT].float()], dim=1)
+        emb, _ = self.model(scaled, edge_index_dict, batch_size)
+        emb = emb + self.seed_stats(x_dict[SEED_STAT_INPUT].float())
+        return emb, self.model.predict(emb)
