@@ -10,8 +10,9 @@ bytes are read from disk, never the values served: batches are bit-identical to 
 
 Budget (`budget_bytes`), never exceeded (`high_water_bytes` records the peak):
   - a staging pool of min(budget / 4, 256 MiB) holds one batch's prefetched rows in flight plus a
-    coalescing read buffer (at most half the pool, 8 MiB); misses that do not fit are read at gather
-    time straight into the batch (`direct`), never admitted;
+    coalescing read buffer (at most half the pool, 8 MiB); while residents leave more free, a batch
+    may stage up to half of that instead (admission then still fits); misses that do not fit are read
+    at gather time straight into the batch (`direct`), never admitted;
   - the rest holds resident rows: whole matrices first, smallest first, while together they take at
     most half of it (tiny matrices such as the 2-column counts cost more in per-row bookkeeping than in
     bytes); what remains is split among the other types in proportion to their matrices' sizes.
@@ -565,12 +566,14 @@ class LookaheadCache:
         ids = self._registered[b]
         prepared: dict[str, _Prepared] = {}
         self._prepared[b] = prepared  # whatever is staged is released with it, even after an error
-        staged_bytes = 0
-        room = self.stage_bytes - self.scratch_bytes
         for t, tc in self.types.items():
             if tc.whole:
                 self._load_whole(tc)
                 prepared[t] = _Prepared(ids[t])
+        room = self._staging_room()
+        staged_bytes = 0
+        for t, tc in self.types.items():
+            if tc.whole:
                 continue
             slots = tc.planner.plan(b)
             miss = np.flatnonzero(slots < 0)
@@ -584,6 +587,18 @@ class LookaheadCache:
             prepared[t] = p
             if p.staging is not None:
                 self._read(tc, ids[t][p.staged_pos], p.staging)
+
+    def _staging_room(self) -> int:
+        """Bytes one batch may stage: the pool, or half of what residents leave free, whichever is more.
+
+        Safe both ways: residents never pass budget - pool; and finalize admits at most the staged
+        bytes, so with staged <= (budget - resident - scratch) / 2, resident + staged + scratch stays
+        within the budget after admission too. The second rule lets a cache that is still filling
+        (or whose window touches fewer rows than it holds) prefetch more.
+        """
+        pool = self.stage_bytes - self.scratch_bytes
+        borrowed = (self.budget - self.resident_bytes - self.scratch_bytes) // 2
+        return max(pool, borrowed)
 
     def _read(self, tc: _TypeCache, rows: np.ndarray, out: np.ndarray, budget: int | None = None) -> None:
         """Reads ascending rows into out through a scratch buffer counted as in flight."""
@@ -674,20 +689,28 @@ class LookaheadCache:
                 mine = (s >= k * chunk_rows) & (s < (k + 1) * chunk_rows)
                 out[sel[mine]] = base[s[mine] - k * chunk_rows]
         if p.direct_pos.size:
-            self._read_direct(tc, p.ids[p.direct_pos], p.direct_pos, out)
+            self._read_direct(tc, p.ids[p.direct_pos], p.direct_pos, out, num_threads)
         return out
 
-    def _read_direct(self, tc: _TypeCache, rows: np.ndarray, pos: np.ndarray, out: np.ndarray) -> None:
+    def _read_direct(self, tc: _TypeCache, rows: np.ndarray, pos: np.ndarray, out: np.ndarray,
+                     num_threads: int) -> None:
         """Misses the staging pool had no room for: read now, in file order, in pieces of half the read buffer."""
         tc.direct += int(rows.shape[0])
         half = self.scratch_bytes // 2
-        step = max(1, half // tc.row_bytes)
+        kernel = tc.reader.mode == "kernel" and tc.arr.dtype in (np.float16, np.float32)
+        # kernel: the pread kernel widens into a float32 piece; else a stored piece through the reader, then a cast
+        per_row = tc.dim * 4 if kernel else tc.row_bytes
+        step = max(1, half // per_row)
         for k in range(0, rows.shape[0], step):
             r, at = rows[k:k + step], pos[k:k + step]  # rows are ascending: direct_pos is in file order
-            tmp = np.empty((r.shape[0], tc.dim), tc.arr.dtype)
+            tmp = np.empty((r.shape[0], tc.dim), np.float32 if kernel else tc.arr.dtype)
             self._account(in_flight=tmp.nbytes)
             try:
-                self._read(tc, r, tmp, budget=half)
+                if kernel:
+                    tc.arr.gather(r, dtype=np.float32, out=tmp, num_threads=num_threads)
+                    tc.reader.bytes_read += r.shape[0] * tc.row_bytes
+                else:
+                    self._read(tc, r, tmp, budget=half)
                 out[at] = tmp  # exact float16 -> float32, as every other path
             finally:
                 self._account(in_flight=-tmp.nbytes)
