@@ -355,8 +355,9 @@ def loader_section(store: str | Path, budgets: Sequence[int] = (16, 8, 4), reade
                      "batches": batches, "batch_size": batch_size, "fanouts": list(fanouts), "lookahead": lookahead,
                      "compute_ms": compute_ms, "threads": threads, "seed": seed, "split": split,
                      "cpu_affinity": sorted(os.sched_getaffinity(0)), "nice": os.nice(0)},
-        "page_cache": {"method": "fsync + posix_fadvise(POSIX_FADV_DONTNEED) on every feature chunk file before each "
-                                 "run (not before 'memory', which reads them in first); residency measured with mincore",
+        "page_cache": {"method": "fsync + posix_fadvise(POSIX_FADV_DONTNEED) on every feature chunk file before "
+                                 "each run (not before 'memory', which reads them in first); residency measured "
+                                 "with mincore",
                        "dropped": drop},
         "skipped": skipped, "runs": [],
     }
@@ -439,7 +440,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             ap.error(f"--{name.replace('_', '-')} must be >= 1")
     if args.warmup < 1:
         ap.error("--warmup must be >= 1 (its batches are hashed to check that the readers agree)")
-    results: dict[str, Any] = {"argv": list(sys.argv if argv is None else argv), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+    results: dict[str, Any] = {"argv": list(sys.argv if argv is None else argv),
+                               "started": time.strftime("%Y-%m-%d %H:%M:%S")}
     store = args.store
     if "build" in args.sections:
         if build is None or not hasattr(build, "build_section"):

@@ -285,7 +285,7 @@ def simulate(trace: Sequence[np.ndarray], capacity: int, window: int | None = No
 
 # --- reading rows ---------------------------------------------------------------------------------------
 def spans(ids: np.ndarray, chunk_rows: int, max_gap: int) -> tuple[np.ndarray, np.ndarray]:
-    """(start, stop) row ranges covering ascending ids: neighbours at most max_gap rows apart, in one chunk, share one."""
+    """(start, stop) row ranges over ascending ids; ids at most max_gap rows apart within one chunk share one."""
     if ids.size == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     brk = (np.diff(ids) > max_gap + 1) | (np.diff(ids // chunk_rows) != 0)
