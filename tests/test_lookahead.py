@@ -249,6 +249,21 @@ def test_belady_never_misses_more_than_online_policies():
         assert ours <= la.simulate(trace, cap, window=3)["misses"]  # a shorter look-ahead knows less
 
 
+def test_entry_numbers_are_rebased_before_they_overflow(monkeypatch):
+    """With a tiny int32 limit the planner renumbers often and still makes exactly the same choices."""
+    rng = np.random.default_rng(4)
+    trace = [rng.choice(60, size=int(rng.integers(1, 12)), replace=False) for _ in range(80)]
+    want = [la.simulate(trace, 9, window=w) for w in (1, 5)]
+    rebases = []
+    monkeypatch.setattr(la.RowPlanner, "entry_limit", 70)
+    real = la.RowPlanner._rebase
+    monkeypatch.setattr(la.RowPlanner, "_rebase", lambda self: (rebases.append(1), real(self)))
+    assert [la.simulate(trace, 9, window=w) for w in (1, 5)] == want
+    assert len(rebases) > 5
+    with pytest.raises(ValueError, match="too many to number"):
+        la.simulate(trace, 9)  # the whole trace pending at once does not fit 70 entries
+
+
 def test_planner_keeps_capacity_and_survives_reset():
     rng = np.random.default_rng(2)
     planner = la.RowPlanner(50, 7)

@@ -16,7 +16,7 @@ Budget (`budget_bytes`), never exceeded (`high_water_bytes` records the peak):
   - the rest holds resident rows: whole matrices first, smallest first, while together they take at
     most half of it (tiny matrices such as the 2-column counts cost more in per-row bookkeeping than in
     bytes); what remains is split among the other types in proportion to their matrices' sizes.
-Not counted: the per-node index of each partially cached type (12 bytes a node: slot map and last
+Not counted: the per-node index of each partially cached type (8 bytes a node: slot map and last
 occurrence, like the sampler's own relabel maps), per-slot bookkeeping (24 bytes a slot) and the K
 sampled batches the loader holds; `LookaheadCache.stats()` reports them as `index_bytes`.
 """
@@ -83,6 +83,8 @@ class RowPlanner:
     rows can have when a batch's rows are read together.
     """
 
+    entry_limit = 2**31 - 1  # entry numbers are int32: rebased (one pass over last_ref) before they overflow
+
     def __init__(self, num_rows: int, capacity: int, policy: str | Policy = "belady"):
         self.policy = policy if isinstance(policy, Policy) else policy_of(policy)
         self.num_rows, self.capacity = int(num_rows), int(capacity)
@@ -93,7 +95,7 @@ class RowPlanner:
         self.used = 0  # slots 0..used-1 are occupied (evictions are refilled at once, so no holes)
         # every occurrence of a registered, not yet finalized batch is an "entry" (numbered in order);
         # _nxt[e - _nxt_base] is the batch of the next occurrence of entry e's row (NEVER: none yet)
-        self.last_ref = np.full(self.num_rows, -1, np.int64)  # latest entry of each row
+        self.last_ref = np.full(self.num_rows, -1, np.int32)  # latest entry of each row
         self._nxt = np.empty(0, np.int64)
         self._nxt_base = self.next_entry = self.fin_entry = 0
         self._pending: dict[int, tuple[np.ndarray, int]] = {}  # batch -> (ids, first entry), in order
@@ -113,6 +115,10 @@ class RowPlanner:
         if self._pending and batch <= next(reversed(self._pending)):
             raise ValueError(f"batch {batch} registered out of order")
         m = ids.shape[0]
+        if self.next_entry + m > self.entry_limit:
+            self._rebase()
+            if self.next_entry + m > self.entry_limit:
+                raise ValueError(f"{self.next_entry + m:,} rows pending in the look-ahead window: too many to number")
         base = self.next_entry
         self._grow(m)
         self.next_entry += m
@@ -184,6 +190,16 @@ class RowPlanner:
             else deque()
 
     # --- internals ----------------------------------------------------------------------------------
+    def _rebase(self) -> None:
+        """Renumbers entries from the oldest pending one (entries of finalized batches are forgotten)."""
+        shift = self.fin_entry
+        self.last_ref -= np.int32(shift)  # shift <= entry_limit
+        np.maximum(self.last_ref, -1, out=self.last_ref)  # finalized occurrences: none pending
+        self._pending = {b: (ids, base - shift) for b, (ids, base) in self._pending.items()}
+        self._nxt_base -= shift
+        self.fin_entry -= shift
+        self.next_entry -= shift
+
     def _grow(self, m: int) -> None:
         """Room for m more entries in _nxt (NEVER-filled), dropping finalized ones when it moves."""
         lo, hi = self.fin_entry - self._nxt_base, self.next_entry - self._nxt_base
