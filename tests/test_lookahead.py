@@ -79,9 +79,12 @@ def test_same_batches_without_the_kernel_and_with_a_worker(la_store, monkeypatch
     assert {tc.reader.mode for tc in numpy_only.data[0].cache.types.values()} == {"python"}
     assert_same_batches(plain, list(numpy_only))
     monkeypatch.undo()
+    # a DataLoader worker samples, this process gathers; two epochs go through persistent workers' _reset
+    plain_worker = make_loader(la_store, num_workers=1, **KW)
     worker = make_loader(la_store, feature_cache="lookahead", cache_bytes=budget, lookahead_batches=2,
                          num_workers=1, **KW)
-    assert_same_batches(plain, list(worker))
+    for _ in range(2):
+        assert_same_batches(list(plain_worker), list(worker))
 
 
 def test_lru_ablation_and_sieve_reader_give_the_same_batches(la_store):
@@ -169,6 +172,20 @@ def test_abandoned_epoch_and_foreign_reads(la_store):
     x = ours.data[0].get_tensor("comment", "x", index=ids)
     want = la_store.features("comment").gather(ids.numpy()).astype(np.float32)
     np.testing.assert_array_equal(x.numpy(), want)
+
+
+def test_a_second_iterator_takes_over_the_cache(la_store):
+    """An older iterator of the same loader keeps yielding the right batches (read uncached)."""
+    plain = list(make_loader(la_store, **KW))
+    ours = make_loader(la_store, feature_cache="lookahead", cache_bytes=feature_bytes(la_store) // 8,
+                       lookahead_batches=3, **KW)
+    first = iter(ours)
+    got = [next(first)]
+    second = iter(ours)  # begins a new pass: the first iterator's session is stale
+    got += list(first)
+    assert_same_batches(plain, got)
+    next(second)  # and the new pass works
+    assert ours.data[0].cache.stats()["high_water_bytes"] <= feature_bytes(la_store) // 8
 
 
 def test_bad_budgets_and_options_are_clear(la_store):
