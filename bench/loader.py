@@ -1,7 +1,7 @@
 """End-to-end loader throughput: graphstore.pyg.make_loader vs PyG NeighborLoader over an in-memory HeteroData.
 
 Usage: python bench/loader.py --store STORE [--warmup 10] [--rounds 3] [--batches 20] [--cache-mb 1024] [--pyg]
-                              [--json-out FILE]
+                              [--feature-cache {none,sieve,lookahead,lookahead-lru}] [--json-out FILE]
 Both loaders get the same warm-up, then timed rounds alternate between them; the figure is the median
 round. The PyG baseline materialises every relation's edge_index and every feature matrix in memory
 (float32), so run it only at scales where that fits. With --pyg the peak RSS is the process's (both
@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from graphstore.cli import add_fanouts_argument
-from graphstore.pyg import make_loader
+from graphstore.pyg import FEATURE_CACHES, LOOKAHEAD_BATCHES, make_loader
 from graphstore.store import GraphStore
 
 
@@ -86,6 +86,11 @@ def main() -> None:
     ap.add_argument("--num-workers", type=int, default=0)
     ap.add_argument("--raw-read", default="auto", choices=["auto", "mmap", "pread"],
                     help="how raw feature arrays are read (auto: mmap while they fit in the cache budget)")
+    ap.add_argument("--feature-cache", default="none", choices=sorted(FEATURE_CACHES),
+                    help="feature reader within --cache-mb: none (raw arrays by --raw-read), sieve (chunk cache), "
+                         "lookahead (Belady over the next --lookahead batches), lookahead-lru")
+    ap.add_argument("--lookahead", type=int, default=LOOKAHEAD_BATCHES,
+                    help="batches the look-ahead cache samples ahead (default: %(default)s)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--pyg", action="store_true", help="also time PyG's NeighborLoader on in-memory HeteroData")
     ap.add_argument("--json-out", default=None)
@@ -96,10 +101,11 @@ def main() -> None:
     res = {"store": str(store.path), "videos": store.num_nodes("video"), "fanouts": fanouts,
            "batch_size": args.batch_size, "cache_mb": args.cache_mb, "threads": args.threads,
            "num_workers": args.num_workers, "warmup_batches": args.warmup, "rounds": args.rounds,
-           "batches_per_round": args.batches}
+           "batches_per_round": args.batches, "feature_cache": args.feature_cache, "lookahead": args.lookahead}
     loaders = {"graphstore": make_loader(store, "train", fanouts=fanouts, batch_size=args.batch_size,
                                          num_workers=args.num_workers, cache_bytes=args.cache_mb << 20, seed=0,
-                                         raw_read=args.raw_read)}
+                                         raw_read=args.raw_read, feature_cache=args.feature_cache,
+                                         lookahead_batches=args.lookahead)}
     res["raw_read"] = loaders["graphstore"].data[0].raw_read
     if args.pyg:
         from torch_geometric.loader import NeighborLoader
@@ -125,6 +131,9 @@ def main() -> None:
     for name in loaders:
         res[name] = summarise(rounds[name])
     res["peak_rss_gb_process"] = peak_rss_gb()
+    cache = getattr(loaders["graphstore"].data[0], "cache", None)
+    if cache is not None:
+        res["lookahead_cache"] = {k: v for k, v in cache.stats().items() if k != "types"}
     print("graphstore loader:", {k: v for k, v in res["graphstore"].items() if k != "rounds"})
     if args.pyg:
         print("PyG NeighborLoader (in memory):", {k: v for k, v in res["pyg"].items() if k != "rounds"})

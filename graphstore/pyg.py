@@ -1,12 +1,16 @@
 """PyG integration: FeatureStore, GraphStore and BaseSampler over a graphstore, and `make_loader`."""
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader
+from torch.utils.data.dataloader import _MultiProcessingDataLoaderIter
 from torch_geometric.data import EdgeAttr, FeatureStore, TensorAttr
 from torch_geometric.data import GraphStore as PygGraphStore
 from torch_geometric.data.graph_store import EdgeLayout
@@ -23,6 +27,7 @@ if TYPE_CHECKING:
 # feature memory of one loader process, shared by all the feature arrays it opens: chunk caches plus
 # the raw arrays memory-mapped while they fit (a FeatureArray opened alone has CHUNK_CACHE_BYTES)
 LOADER_FEATURE_BYTES = 1 << 30
+LOOKAHEAD_BATCHES = 16  # batches sampled ahead by the look-ahead feature cache
 
 StoreLike = GraphStore | str | Path
 
@@ -40,6 +45,15 @@ def _shared_float32(shape: tuple[int, int]) -> torch.Tensor:
 
 class GraphStoreFeatureStore(FeatureStore):
     """Read-only PyG FeatureStore: `x` of every featurized node type (float32) and `y` (level) of videos."""
+
+    loader_class: type[NodeLoader] = NodeLoader  # the loader that drives this store (make_loader)
+    filter_per_worker = True  # DataLoader workers gather features (into shared memory)
+
+    @classmethod
+    def for_loader(cls, store: StoreLike, *, lookahead_batches: int = LOOKAHEAD_BATCHES,
+                   **kwargs: Any) -> GraphStoreFeatureStore:
+        """The store make_loader uses (options of other feature caches, such as lookahead_batches, ignored)."""
+        return cls(store, **kwargs)
 
     def __init__(self, store: StoreLike, node_types: Sequence[str] | None = None,
                  cache_bytes: int = LOADER_FEATURE_BYTES, drop_features: Sequence[str] = (),
@@ -116,6 +130,69 @@ class GraphStoreFeatureStore(FeatureStore):
         raise UserError("GraphStoreFeatureStore is read-only")
 
 
+def _only_auto(raw_read: str, feature_cache: str) -> None:
+    if raw_read != "auto":
+        raise UserError(f"raw_read={raw_read!r} applies to feature_cache='none'; feature_cache={feature_cache!r} "
+                        "reads the arrays its own way")
+
+
+class SieveFeatureStore(GraphStoreFeatureStore):
+    """Every array read by storage chunk through FeatureArray's SIEVE chunk cache (its share of cache_bytes).
+
+    Raw arrays have large chunks (up to 16 MiB, docs/FORMAT.md): a miss reads a whole chunk, and an
+    array whose share is under one chunk reads each chunk it touches once per gather.
+    """
+
+    def __init__(self, store: StoreLike, node_types: Sequence[str] | None = None,
+                 cache_bytes: int = LOADER_FEATURE_BYTES, drop_features: Sequence[str] = (),
+                 raw_read: str = "auto") -> None:
+        _only_auto(raw_read, "sieve")
+        super().__init__(store, node_types, cache_bytes=cache_bytes, drop_features=drop_features, raw_read="mmap")
+        for t in self.raw_read:
+            self.arrays[t].map_raw = False  # with raw_read 'mmap' and no maps: the chunk cache serves the array
+            self.raw_read[t] = "sieve"
+
+
+class LookaheadFeatureStore(GraphStoreFeatureStore):
+    """Features through a LookaheadCache (graphstore.features.lookahead) of `cache_bytes`.
+
+    Driven by LookaheadNodeLoader, which samples `lookahead_batches` ahead and registers each batch's
+    node ids; ids that are not the batch being served are read uncached (same values).
+    """
+
+    filter_per_worker = False  # workers only sample; the cache gathers in the loader's process
+
+    @classmethod
+    def for_loader(cls, store: StoreLike, *, lookahead_batches: int = LOOKAHEAD_BATCHES,
+                   **kwargs: Any) -> LookaheadFeatureStore:
+        return cls(store, lookahead_batches=lookahead_batches, **kwargs)
+
+    def __init__(self, store: StoreLike, node_types: Sequence[str] | None = None,
+                 cache_bytes: int = LOADER_FEATURE_BYTES, drop_features: Sequence[str] = (),
+                 raw_read: str = "auto", lookahead_batches: int = LOOKAHEAD_BATCHES, policy: str = "belady") -> None:
+        from graphstore.features.lookahead import LookaheadCache
+
+        _only_auto(raw_read, "lookahead")
+        if isinstance(lookahead_batches, bool) or not isinstance(lookahead_batches, (int, np.integer)) \
+                or lookahead_batches < 1:
+            raise UserError(f"lookahead_batches must be an int >= 1, got {lookahead_batches!r}")
+        super().__init__(store, node_types, cache_bytes=0, drop_features=drop_features, raw_read="pread")
+        self.lookahead_batches = int(lookahead_batches)
+        self.cache: LookaheadCache | None = LookaheadCache(self.arrays, cache_bytes, policy=policy)
+        self.raw_read = {t: "lookahead" for t in self.raw_read}
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "cache": None}  # a DataLoader worker samples only
+
+    def _get_tensor(self, attr: TensorAttr) -> torch.Tensor | None:
+        if self.cache is not None and attr.attr_name == "x" and attr.index is not None:
+            x = self.cache.gather(attr.group_name, np.asarray(attr.index, dtype=np.int64),
+                                  num_threads=torch.get_num_threads())
+            if x is not None:
+                return torch.from_numpy(x)
+        return super()._get_tensor(attr)
+
+
 class GraphStoreGraphStore(PygGraphStore):
     """Read-only PyG GraphStore: one edge type (head, relation, 'video') per relation, materialised on request."""
 
@@ -180,6 +257,68 @@ class GraphStoreSampler(BaseSampler):
         raise NotImplementedError("graphstore samples from video nodes only")
 
 
+class _LookaheadIterator:
+    """Samples `lookahead_batches` ahead of the batch it yields and serves features from the cache."""
+
+    def __init__(self, loader: LookaheadNodeLoader, inner: Any) -> None:
+        self.loader, self.inner = loader, inner
+        store = loader.data[0]
+        self.cache, self.window = store.cache, store.lookahead_batches
+        self._start()
+
+    def _start(self) -> None:
+        self.queue: deque = deque()
+        self.exhausted = False
+        self.session = self.cache.begin()
+
+    def _reset(self, loader: Any, first_iter: bool = False) -> None:
+        self.inner._reset(loader, first_iter)  # persistent workers: a new epoch on the same iterator
+        self._start()
+
+    def __iter__(self) -> _LookaheadIterator:
+        return self
+
+    def __len__(self) -> int:
+        return len(self.inner)
+
+    def __next__(self) -> Any:
+        while not self.exhausted and len(self.queue) <= self.window:
+            try:
+                out = next(self.inner)
+            except StopIteration:
+                self.exhausted = True
+                break
+            self.queue.append((self.session.register({t: v.numpy() for t, v in out.node.items()}), out))
+        if not self.queue:
+            self.session.finish()
+            raise StopIteration
+        batch, out = self.queue.popleft()
+        with self.session.serve(batch):
+            return self.loader.filter_fn(out)
+
+    def __del__(self) -> None:
+        if isinstance(getattr(self, "inner", None), _MultiProcessingDataLoaderIter):
+            self.inner.__del__()
+
+
+class LookaheadNodeLoader(NodeLoader):
+    """NodeLoader whose features come from a LookaheadFeatureStore: the same batches, in the same order."""
+
+    def _get_iterator(self) -> _LookaheadIterator:
+        return _LookaheadIterator(self, DataLoader._get_iterator(self))
+
+
+LookaheadFeatureStore.loader_class = LookaheadNodeLoader
+
+# feature readers make_loader can use: name -> factory of the FeatureStore (its loader_class drives it)
+FEATURE_CACHES: dict[str, Callable[..., GraphStoreFeatureStore]] = {
+    "none": GraphStoreFeatureStore.for_loader,  # raw arrays by raw_read (mmap / pread), small ones chunk-cached
+    "sieve": SieveFeatureStore.for_loader,  # every array through the SIEVE chunk cache
+    "lookahead": partial(LookaheadFeatureStore.for_loader, policy="belady"),  # Belady over the next batches
+    "lookahead-lru": partial(LookaheadFeatureStore.for_loader, policy="lru"),  # same prefetch, LRU (ablation)
+}
+
+
 def make_loader(
     store: StoreLike,
     split: str = "train",
@@ -193,20 +332,30 @@ def make_loader(
     cache_bytes: int = LOADER_FEATURE_BYTES,
     raw_read: str = "auto",
     seeds: np.ndarray | Sequence[int] | None = None,
+    feature_cache: str = "none",
+    lookahead_batches: int = LOOKAHEAD_BATCHES,
     **loader_kwargs: Any,
 ) -> NodeLoader:
-    """A NodeLoader yielding HeteroData batches (x per type, edge_index per relation, video y/batch_size/n_id)."""
+    """A NodeLoader yielding HeteroData batches (x per type, edge_index per relation, video y/batch_size/n_id).
+
+    feature_cache: how features are read within `cache_bytes` (FEATURE_CACHES): 'none' (raw arrays by
+    `raw_read`), 'sieve' (SIEVE chunk cache), 'lookahead' (Belady over the next `lookahead_batches`
+    batches, prefetched in the background; docs/FORMAT.md), 'lookahead-lru'. Batches are the same.
+    """
+    if feature_cache not in FEATURE_CACHES:
+        raise UserError(f"feature_cache must be one of {sorted(FEATURE_CACHES)}, got {feature_cache!r}")
     gs = _store(store)
     ids = np.asarray(seeds if seeds is not None else gs.split(split), dtype=np.int64).ravel()
     sampler = GraphStoreSampler(gs, fanouts, seed=seed, relations=relations)
     node_types = ["video"] + sorted({r["head"] for r in gs.meta["relations"]
                                      if relations is None or r["name"] in relations} - {"video"})
-    feature_store = GraphStoreFeatureStore(gs, node_types=node_types, cache_bytes=cache_bytes, drop_features=drop_features,
-                                           raw_read=raw_read)
+    feature_store = FEATURE_CACHES[feature_cache](gs, node_types=node_types, cache_bytes=cache_bytes,
+                                                  drop_features=drop_features, raw_read=raw_read,
+                                                  lookahead_batches=lookahead_batches)
     graph_store = GraphStoreGraphStore(gs, relations=relations)
     generator = torch.Generator().manual_seed(int(seed))
-    return NodeLoader(
+    return feature_store.loader_class(
         (feature_store, graph_store), sampler, input_nodes=("video", torch.from_numpy(ids)),
         batch_size=batch_size, shuffle=shuffle, num_workers=num_workers, generator=generator,
-        filter_per_worker=True, persistent_workers=num_workers > 0, **loader_kwargs,
+        filter_per_worker=feature_store.filter_per_worker, persistent_workers=num_workers > 0, **loader_kwargs,
     )

@@ -202,6 +202,6 @@ def graph_config(cfg: PretrainConfig, model: str, seed: int) -> PretrainConfig:
 
     if cfg.model == model:
         return replace(cfg, seed=seed)
-    keep = ("max_steps", "max_eval_batches", "num_workers", "feature_cache_mb", "no_video_features",
+    keep = ("max_steps", "max_eval_batches", "num_workers", "feature_cache_mb", "feature_cache", "no_video_features",
             "no_video_video", "no_interaction", "no_comments")
     return preset(PRESET_OF[model], model=model, seed=seed, **{k: getattr(cfg, k) for k in keep})

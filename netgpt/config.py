@@ -69,6 +69,7 @@ class PretrainConfig:
     # memory for features per process: chunk cache, and memory maps of the raw arrays that fit in it
     # (larger ones are read with pread); see graphstore.pyg.GraphStoreFeatureStore
     feature_cache_mb: int = 1024
+    feature_cache: str = "none"  # none | sieve | lookahead | lookahead-lru (graphstore.pyg.FEATURE_CACHES)
     seed: int = 0
     embed_fanout: int = 200  # per relation neighbours of layer-wise embedding inference
     label_inputs: bool = False  # video nodes also read the known levels of train videos (netgpt.models.labels)

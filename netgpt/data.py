@@ -25,6 +25,7 @@ def iter_batches(store: GraphStore, nodes: np.ndarray, cfg: PretrainConfig, *, f
         store, split="train", seeds=np.asarray(nodes, dtype=np.int64), fanouts=list(fanouts or cfg.fanouts),
         batch_size=batch_size or cfg.batch_size, shuffle=False, num_workers=cfg.num_workers,
         seed=seed, relations=cfg.relations(), cache_bytes=int(cfg.feature_cache_mb) << 20,
+        feature_cache=cfg.feature_cache,
     ))
 
 

@@ -29,6 +29,10 @@ def add_pretrain_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--feature-cache-mb", type=positive_int,
                    help="feature memory per process (default 1024): chunk cache plus memory-mapped raw arrays "
                         "that fit; larger arrays are read with pread (raise it to map everything)")
+    p.add_argument("--feature-cache", default=None, metavar="READER",
+                   help="how features are read within --feature-cache-mb: none (default: raw arrays mapped or "
+                        "pread), sieve (chunk cache), lookahead (Belady over the next 16 batches, prefetched; same "
+                        "batches), lookahead-lru (docs/FORMAT.md)")
     p.add_argument("--seed", type=int, default=None,
                    help="seed of every random choice (default 0; a resumed run keeps its own)")
     p.add_argument("--no-video-features", action="store_true", help="ablation: zero the video features")
@@ -46,8 +50,8 @@ def config_from_args(args: argparse.Namespace, **extra):
 
     over = dict(epochs=args.epochs, max_steps=args.max_steps, max_eval_batches=args.max_eval_batches,
                 batch_size=args.batch_size, d_g=args.d_g, fanouts=args.fanouts, num_workers=args.num_workers,
-                feature_cache_mb=args.feature_cache_mb, seed=args.seed, no_video_features=args.no_video_features or None,
-                label_inputs=args.label_inputs or None,
+                feature_cache_mb=args.feature_cache_mb, feature_cache=args.feature_cache, seed=args.seed,
+                no_video_features=args.no_video_features or None, label_inputs=args.label_inputs or None,
                 **exclusion_overrides(args.relations_exclude), **extra)
     return preset(args.preset, **over)
 
