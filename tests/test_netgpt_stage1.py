@@ -206,7 +206,7 @@ def test_llm_stage_without_llm_dir_is_a_user_error(tiny_store, tmp_path):
 
 
 # --- 2-rank DDP on CPU (gloo) ------------------------------------------------------------------
-def _ddp_worker(rank: int, world: int, port: int, store: str, run: str, dump: str) -> None:
+def _ddp_worker(rank: int, world: int, port: int, store: str, run: str, dump: str, feature_cache: str) -> None:
     import os
 
     import netgpt.train_gnn as tg
@@ -221,12 +221,16 @@ def _ddp_worker(rank: int, world: int, port: int, store: str, run: str, dump: st
         return original(run_dir, store_, model, cfg, ctx, *a, **kw)
 
     tg.final_evaluation = capture
-    tg.run_pretrain(run, store, _cfg(epochs=1, max_steps=1, seed=2), progress=False)
+    cfg = _cfg(epochs=1, max_steps=1, seed=2, feature_cache=feature_cache, feature_cache_mb=1)
+    tg.run_pretrain(run, store, cfg, progress=False)
 
 
-def test_two_rank_ddp_equals_one_process_on_the_same_global_batch(tiny_store, tmp_path):
+@pytest.mark.parametrize("feature_cache", ["none", "lookahead"])
+def test_two_rank_ddp_equals_one_process_on_the_same_global_batch(tiny_store, tmp_path, feature_cache):
     """One DDP step on 2 ranks = one step of a single process whose gradient is the mean over both
-    ranks' batches (same seeds, same sampled neighbourhoods, same optimizer and schedule)."""
+    ranks' batches (same seeds, same sampled neighbourhoods, same optimizer and schedule). The ranks
+    open one store on shared storage, each with its own feature budget and reader (with
+    "lookahead", each rank's own look-ahead cache); the reference reads with the plain loader."""
     import socket
 
     import torch.multiprocessing as mp
@@ -238,7 +242,8 @@ def test_two_rank_ddp_equals_one_process_on_the_same_global_batch(tiny_store, tm
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    mp.spawn(_ddp_worker, args=(2, port, str(tiny_store), str(tmp_path / "run"), str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(_ddp_worker, args=(2, port, str(tiny_store), str(tmp_path / "run"), str(tmp_path), feature_cache), nprocs=2,
+             join=True)
     w0 = torch.load(tmp_path / "rank0.pt")
     w1 = torch.load(tmp_path / "rank1.pt")
     assert all(torch.equal(w0[k], w1[k]) for k in w0)
