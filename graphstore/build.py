@@ -116,7 +116,7 @@ def connect_staging(staging: Path, memory_limit: str, threads: int | None) -> du
 
 def _layout(con, root, tmp: Path, staged, cutoff: int, val_days: int, progress: bool) -> dict:
     stage_samples(con, staged.samples_path)
-    n = con.execute("SELECT count(*) FROM s").fetchone()[0]
+    n = con.execute("SELECT count(*) FROM s_keys").fetchone()[0]
     out_cols, pday = sample_columns(con)
     col_group = root.create_group("columns")
     for name in list(out_cols):
@@ -205,9 +205,12 @@ def stage_samples(con: duckdb.DuckDBPyConnection, samples_path: Path, *, first_n
     con.execute(f"""
         CREATE TABLE s_keys AS
         SELECT r.pos, ({first_node} + row_number() OVER (ORDER BY t.topic_id, r.ctime_ts // {DAY}, r.pos) - 1)::BIGINT AS node,
-               t.topic_id, a.author, (r.ctime_ts // {DAY})::INT AS cday, (r.post_ts // {DAY})::INT AS pday, r.history
+               t.topic_id, a.author, (r.ctime_ts // {DAY})::INT AS cday, (r.post_ts // {DAY})::INT AS pday,
+               r.sample_id, r.current_time, r.history
         FROM raw r JOIN topics t USING (topic) JOIN authors a USING (author_id)
-    """)  # (history, a few ids a sample, is kept too: it is read by three queries, and its type as a table's)
+    """)
+    # sample id, current time and history (~60 bytes a sample) are kept too: the history checks join on them, and
+    # DuckDB 2.0 fails ("dict-surviving join ... not single-source") when a join's build side is itself a join
     con.execute("CREATE VIEW s AS SELECT k.node, r.* REPLACE (k.history AS history), k.topic_id, k.author, k.cday, k.pday "
                 "FROM raw r JOIN s_keys k USING (pos)")
 
@@ -253,7 +256,7 @@ def sample_columns(con: duckdb.DuckDBPyConnection) -> tuple[dict[str, np.ndarray
     bytes a sample in all), so no wider copy of a whole column is ever held.
     """
     types = _sample_column_types()
-    n = int(con.execute("SELECT count(*) FROM s").fetchall()[0][0])
+    n = int(con.execute("SELECT count(*) FROM s_keys").fetchall()[0][0])
     out = {name: np.empty(n, dtype) for name, (_, dtype) in types.items()}
     pday = np.empty(n, np.int64)
     select = ", ".join(f"{expr} AS c{i}" for i, (expr, _) in enumerate(types.values()))
@@ -271,21 +274,22 @@ def sample_columns(con: duckdb.DuckDBPyConnection) -> tuple[dict[str, np.ndarray
     return out, pday
 
 
-def check_history(con: duckdb.DuckDBPyConnection, field: str, pool: str = "s", where: str = "the file") -> None:
-    """Every history id of the samples in `s` is a sample of `pool`, and none is a later state than the sample listing it.
+def check_history(con: duckdb.DuckDBPyConnection, field: str, pool: str = "s_keys", where: str = "the file") -> None:
+    """Every history id of the samples in `s_keys` is a sample of `pool` (a table or view with sample_id, node,
+    cday, current_time), and none is a later state than the sample listing it.
 
     States are compared by the date of their current time, as the reference code compares times
     (`time.split()[0]`): a date-only and a full time on the same day are not ordered.
     """
     missing = con.execute(f"""
-        WITH h AS (SELECT s.sample_id, unnest(s.history) AS hid FROM s)
+        WITH h AS (SELECT s.sample_id, unnest(s.history) AS hid FROM s_keys s)
         SELECT h.sample_id, h.hid FROM h LEFT JOIN {pool} u ON u.sample_id = h.hid WHERE u.node IS NULL
         ORDER BY h.sample_id, h.hid LIMIT 1
     """).fetchone()
     if missing:
         raise InputRecordError(missing[0], field, f"history id {missing[1]!r} is not a sample in {where}")
     later = con.execute(f"""
-        WITH h AS (SELECT s.sample_id, s.cday, s.current_time, unnest(s.history) AS hid FROM s)
+        WITH h AS (SELECT s.sample_id, s.cday, s.current_time, unnest(s.history) AS hid FROM s_keys s)
         SELECT h.sample_id, h.hid, u.current_time, h.current_time FROM h JOIN {pool} u ON u.sample_id = h.hid
         WHERE u.cday > h.cday ORDER BY h.sample_id, h.hid LIMIT 1
     """).fetchone()
@@ -294,10 +298,10 @@ def check_history(con: duckdb.DuckDBPyConnection, field: str, pool: str = "s", w
                                                 f"after this sample's {later[3]!r})")
 
 
-def history_edges(con: duckdb.DuckDBPyConnection, pool: str = "s") -> tuple[np.ndarray, np.ndarray]:
-    """(tails v in `s`, heads u in `pool`) of is_history_of, sorted by (v, u), duplicates dropped."""
+def history_edges(con: duckdb.DuckDBPyConnection, pool: str = "s_keys") -> tuple[np.ndarray, np.ndarray]:
+    """(tails v in `s_keys`, heads u in `pool`) of is_history_of, sorted by (v, u), duplicates dropped."""
     hist = _fetch(con, f"""
-        WITH h AS (SELECT s.node AS v, unnest(s.history) AS hid FROM s)
+        WITH h AS (SELECT s.node AS v, unnest(s.history) AS hid FROM s_keys s)
         SELECT DISTINCT h.v, u.node AS u FROM h JOIN {pool} u ON u.sample_id = h.hid ORDER BY h.v, u
     """)
     return (hist.get("v", np.zeros(0, np.int64)).astype(np.int64),

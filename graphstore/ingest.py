@@ -5,7 +5,7 @@ import calendar
 import math
 import os
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import IO, Any, Callable, Iterator
 
@@ -66,6 +66,9 @@ def detect_format(path: Path) -> str:
     raise UserError(f"{path}: not a JSON object or JSON Lines file (starts with {head[:20]!r})")
 
 
+_EPOCH, _SECOND = datetime(1970, 1, 1), timedelta(seconds=1)
+
+
 def parse_time(value: Any, sample_id: str, field: str) -> int:
     """Seconds since the epoch of 'YYYY-MM-DD[ HH:MM[:SS]]' read as UTC."""
     if not isinstance(value, str):
@@ -74,7 +77,8 @@ def parse_time(value: Any, sample_id: str, field: str) -> int:
         dt = datetime.fromisoformat(value.strip())
     except ValueError:
         raise InputRecordError(sample_id, field, f"unparsable date {value!r}") from None
-    return calendar.timegm(dt.utctimetuple()) if dt.tzinfo else calendar.timegm(dt.timetuple())
+    # naive: whole seconds since the epoch (what timegm(dt.timetuple()) gives, without building the tuple)
+    return calendar.timegm(dt.utctimetuple()) if dt.tzinfo else (dt - _EPOCH) // _SECOND
 
 
 INT64_MAX = 2**63 - 1
