@@ -191,7 +191,7 @@ def _stage_input(src: GraphStore, input_path: Path, staging: Path, parts: dict[s
         known_authors = con.sql("SELECT DISTINCT author_id, author FROM stored").to_arrow_table()
         stage_samples(con, staged.samples_path, first_node=n, topics=known_topics, authors=known_authors)
         columns, pday = sample_columns(con)
-        con.execute("CREATE VIEW pool AS SELECT sample_id, node, cday, current_time FROM s "
+        con.execute("CREATE VIEW pool AS SELECT sample_id, node, cday, current_time FROM s_keys "
                     "UNION ALL SELECT sample_id, node, cday, current_time FROM stored")
         check_history(con, history_field(staged.input_format), pool="pool", where="the file or the store")
         history = history_edges(con, pool="pool")
@@ -200,7 +200,7 @@ def _stage_input(src: GraphStore, input_path: Path, staging: Path, parts: dict[s
         write_tables(con, parts["samples"] / name, parts["comments"] / name)
         new_topics = [r[0] for r in con.execute(
             f"SELECT topic FROM topics WHERE topic_id >= {len(topics)} ORDER BY topic_id").fetchall()]
-        order = con.sql("SELECT sample_id, node FROM s ORDER BY pos").fetchnumpy()
+        order = con.sql("SELECT sample_id, node FROM s_keys ORDER BY pos").fetchnumpy()
         input_ids, input_nodes = [str(x) for x in order["sample_id"]], order["node"].astype(np.int64)
     finally:
         con.close()

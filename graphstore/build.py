@@ -17,8 +17,8 @@ import zarr
 from graphstore.errors import InputRecordError, UserError
 from graphstore.ingest import ingest
 from graphstore.schema import (
-    ATTRIBUTE_RELATIONS, COUNT_FIELDS, DAY, DEFAULT_CUTOFF, DEFAULT_VAL_DAYS, FORMAT_VERSION, NODE_TYPES,
-    PLATFORMS, RELATIONS,
+    ATTRIBUTE_RELATIONS, COUNT_FIELDS, DAY, DEFAULT_CUTOFF, DEFAULT_MEMORY_LIMIT, DEFAULT_VAL_DAYS, FORMAT_VERSION,
+    NODE_TYPES, PLATFORMS, RELATIONS,
 )
 from graphstore.topology import bucket_bounds, bucket_order
 from graphstore.zarr_io import array_checksum, write_array
@@ -35,11 +35,16 @@ def build_store(
     val_days: int = DEFAULT_VAL_DAYS,
     featurize: bool = True,
     feature_options: dict[str, Any] | None = None,
-    memory_limit: str = "3GB",
+    memory_limit: str = DEFAULT_MEMORY_LIMIT,
     threads: int | None = None,
     progress: bool = True,
+    ingest_workers: int | None = None,
 ) -> Path:
-    """Build a store from an XS-Video JSON or JSON Lines file; returns the store path."""
+    """Build a store from an XS-Video JSON or JSON Lines file; returns the store path.
+
+    `memory_limit` bounds DuckDB (it spills beyond it); `ingest_workers` processes parse and validate
+    the input (default: the CPUs available, `graphstore.ingest.ingest_workers`).
+    """
     input_path, store_path = Path(input_path), Path(store_path)
     if store_path.exists() and not overwrite:
         raise UserError(f"{store_path} exists; pass --overwrite to replace it")
@@ -50,7 +55,7 @@ def build_store(
     started = time.time()
     try:
         root = zarr.open_group(str(tmp), mode="w", zarr_format=3)  # before staging: mode "w" empties the folder
-        staged = ingest(input_path, tmp / "staging", progress=progress)
+        staged = ingest(input_path, tmp / "staging", progress=progress, workers=ingest_workers)
         con = connect_staging(tmp / "staging", memory_limit, threads)
         meta = _layout(con, root, tmp, staged, cutoff_days, val_days, progress)
         meta["build"] = {
@@ -111,11 +116,13 @@ def connect_staging(staging: Path, memory_limit: str, threads: int | None) -> du
 
 def _layout(con, root, tmp: Path, staged, cutoff: int, val_days: int, progress: bool) -> dict:
     stage_samples(con, staged.samples_path)
-    n = con.execute("SELECT count(*) FROM s").fetchone()[0]
+    n = con.execute("SELECT count(*) FROM s_keys").fetchone()[0]
     out_cols, pday = sample_columns(con)
     col_group = root.create_group("columns")
-    for name, arr in out_cols.items():
-        write_array(col_group, name, arr, chunk_rows=COLUMN_CHUNK_ROWS, compress=True)
+    for name in list(out_cols):
+        write_array(col_group, name, out_cols[name], chunk_rows=COLUMN_CHUNK_ROWS, compress=True)
+        if name not in _TOPOLOGY_COLUMNS:
+            del out_cols[name]  # written: only the keys of the topology and the splits stay in memory
 
     topo = root.create_group("topology")
     for rel, col in ALIGNED_HEADS.items():
@@ -139,11 +146,15 @@ def _layout(con, root, tmp: Path, staged, cutoff: int, val_days: int, progress: 
     g = topo.require_group("is_history_of")
     write_array(g, "indptr", indptr_of(v_of, n))
     write_array(g, "indices", u_of)
+    n_history = int(len(v_of))
+    del v_of, u_of
 
     # Comments sorted by (video node, time, input position); range relation via indptr.
-    cvideo = stage_comments(con, staged.comments_path)
-    write_array(topo.require_group("is_comment_of"), "indptr", indptr_of(cvideo, n))
-    n_comments = len(cvideo)
+    create_comments_table(con, staged.comments_path)
+    comments_indptr = comment_indptr(con, n)
+    write_array(topo.require_group("is_comment_of"), "indptr", comments_indptr)
+    n_comments = int(comments_indptr[-1])
+    del comments_indptr
 
     sg = root.create_group("splits")
     splits = {}
@@ -157,7 +168,7 @@ def _layout(con, root, tmp: Path, staged, cutoff: int, val_days: int, progress: 
     num_nodes = {t: n for t in ("video", *ATTRIBUTE_RELATIONS)}
     num_nodes.update(comment=n_comments, topic=len(topic_names), platform=len(PLATFORMS))
     assert set(num_nodes) == set(NODE_TYPES)
-    degrees.update(is_comment_of=n_comments, is_history_of=int(len(v_of)))
+    degrees.update(is_comment_of=n_comments, is_history_of=n_history)
     return {
         "format": "graphstore", "format_version": FORMAT_VERSION,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -170,6 +181,7 @@ def _layout(con, root, tmp: Path, staged, cutoff: int, val_days: int, progress: 
 COLUMN_CHUNK_ROWS = 1 << 16
 ALIGNED_HEADS = {"is_platform_of": "platform", "is_topic_of": "topic"}  # relation -> column holding its head id
 BUCKET_KEYS = {"has_same_topic_as": "topic", "has_same_author_as": "author"}  # relation -> bucket key column
+_TOPOLOGY_COLUMNS = {*ALIGNED_HEADS.values(), *BUCKET_KEYS.values(), "cday", "final_state"}
 SAMPLE_TABLE_COLUMNS = ("node, sample_id, url, platform, topic, author_id, title, description, post_time, current_time, "
                         f"duration_s, {', '.join(COUNT_FIELDS)}, level, final_state, history")
 _EMPTY_KEYS = {"topic": pa.string(), "author_id": pa.string()}
@@ -188,12 +200,19 @@ def stage_samples(con: duckdb.DuckDBPyConnection, samples_path: Path, *, first_n
     con.execute(f"CREATE VIEW raw AS SELECT * FROM read_parquet('{samples_path.as_posix()}')")
     _number_keys(con, "topics", "topic", "topic_id", topics)
     _number_keys(con, "authors", "author_id", "author", authors)
+    # The keys alone are materialised (about 30 bytes a sample); `s` reads the rest from the staged Parquet,
+    # so the text never passes through a DuckDB table, only through the final COPY (write_tables).
     con.execute(f"""
-        CREATE TABLE s AS
-        SELECT ({first_node} + row_number() OVER (ORDER BY t.topic_id, r.ctime_ts // {DAY}, r.pos) - 1)::BIGINT AS node,
-               r.*, t.topic_id, a.author, (r.ctime_ts // {DAY})::INT AS cday, (r.post_ts // {DAY})::INT AS pday
+        CREATE TABLE s_keys AS
+        SELECT r.pos, ({first_node} + row_number() OVER (ORDER BY t.topic_id, r.ctime_ts // {DAY}, r.pos) - 1)::BIGINT AS node,
+               t.topic_id, a.author, (r.ctime_ts // {DAY})::INT AS cday, (r.post_ts // {DAY})::INT AS pday,
+               r.sample_id, r.current_time, r.history
         FROM raw r JOIN topics t USING (topic) JOIN authors a USING (author_id)
     """)
+    # sample id, current time and history (~60 bytes a sample) are kept too: the history checks join on them, and
+    # DuckDB 2.0 fails ("dict-surviving join ... not single-source") when a join's build side is itself a join
+    con.execute("CREATE VIEW s AS SELECT k.node, r.* REPLACE (k.history AS history), k.topic_id, k.author, k.cday, k.pday "
+                "FROM raw r JOIN s_keys k USING (pos)")
 
 
 def _number_keys(con: duckdb.DuckDBPyConnection, table: str, key: str, id_col: str, known: pa.Table | None) -> None:
@@ -211,42 +230,66 @@ def _number_keys(con: duckdb.DuckDBPyConnection, table: str, key: str, id_col: s
     con.unregister("known_keys")
 
 
-def sample_columns(con: duckdb.DuckDBPyConnection) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """The per-video columns of docs/FORMAT.md for the samples of table `s` (node order), and their post days."""
-    cols = _fetch(con, f"""
-        SELECT level, platform_id, topic_id, author, post_ts, ctime_ts, cday, duration_s, final_state, num_comments, pday,
-               {', '.join(f'coalesce({c}, 0) AS {c}, {c} IS NULL AS {c}_missing' for c in COUNT_FIELDS)}
-        FROM s ORDER BY node
-    """)
-    out = {
-        "level": cols["level"].astype(np.int8), "platform": cols["platform_id"].astype(np.int8),
-        "topic": cols["topic_id"].astype(np.int32), "author": cols["author"].astype(np.int32),
-        "post_time": cols["post_ts"].astype(np.int64), "ctime": cols["ctime_ts"].astype(np.int64),
-        "cday": cols["cday"].astype(np.int32),
-        "duration": np.where(np.isnan(cols["duration_s"].astype(np.float64)), np.nan, cols["duration_s"]).astype(np.float32),
-        "final_state": cols["final_state"].astype(bool), "num_comments": cols["num_comments"].astype(np.int32),
+SAMPLE_COLUMN_ROWS = 1 << 18  # rows per batch fetched from DuckDB: the columns come in blocks, not one copy each
+
+
+def _sample_column_types() -> dict[str, tuple[str, type]]:
+    """Output column -> (SQL expression over `s`, dtype) of `sample_columns`, in FORMAT.md order."""
+    types = {
+        "level": ("level", np.int8), "platform": ("platform_id", np.int8), "topic": ("topic_id", np.int32),
+        "author": ("author", np.int32), "post_time": ("post_ts", np.int64), "ctime": ("ctime_ts", np.int64),
+        "cday": ("cday", np.int32),
+        # a null duration is stored as 0 (as the build always has; docs/FORMAT.md says NaN)
+        "duration": ("coalesce(duration_s, 0)", np.float32),
+        "final_state": ("final_state", bool), "num_comments": ("num_comments", np.int32),
     }
     for c in COUNT_FIELDS:
-        out[c] = cols[c].astype(np.int64)
-        out[f"{c}_missing"] = cols[f"{c}_missing"].astype(bool)
-    return out, cols["pday"].astype(np.int64)
+        types[c] = (f"coalesce({c}, 0)", np.int64)
+        types[f"{c}_missing"] = (f"{c} IS NULL", bool)
+    return types
 
 
-def check_history(con: duckdb.DuckDBPyConnection, field: str, pool: str = "s", where: str = "the file") -> None:
-    """Every history id of the samples in `s` is a sample of `pool`, and none is a later state than the sample listing it.
+def sample_columns(con: duckdb.DuckDBPyConnection) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The per-video columns of docs/FORMAT.md for the samples of table `s` (node order), and their post days.
+
+    Streamed from DuckDB in blocks of SAMPLE_COLUMN_ROWS into arrays of their final dtypes (about 100
+    bytes a sample in all), so no wider copy of a whole column is ever held.
+    """
+    types = _sample_column_types()
+    n = int(con.execute("SELECT count(*) FROM s_keys").fetchall()[0][0])
+    out = {name: np.empty(n, dtype) for name, (_, dtype) in types.items()}
+    pday = np.empty(n, np.int64)
+    select = ", ".join(f"{expr} AS c{i}" for i, (expr, _) in enumerate(types.values()))
+    # con.sql, not con.execute: a DB-API result's Arrow reader does not keep ORDER BY (DuckDB 2.0)
+    reader = con.sql(f"SELECT {select}, pday FROM s ORDER BY node").to_arrow_reader(SAMPLE_COLUMN_ROWS)
+    at = 0
+    for batch in reader:
+        m = batch.num_rows
+        for i, name in enumerate(types):
+            out[name][at:at + m] = batch.column(i).to_numpy(zero_copy_only=False)
+        pday[at:at + m] = batch.column(len(types)).to_numpy(zero_copy_only=False)
+        at += m
+    if at != n:
+        raise RuntimeError(f"sample_columns: fetched {at} rows of {n}")
+    return out, pday
+
+
+def check_history(con: duckdb.DuckDBPyConnection, field: str, pool: str = "s_keys", where: str = "the file") -> None:
+    """Every history id of the samples in `s_keys` is a sample of `pool` (a table or view with sample_id, node,
+    cday, current_time), and none is a later state than the sample listing it.
 
     States are compared by the date of their current time, as the reference code compares times
     (`time.split()[0]`): a date-only and a full time on the same day are not ordered.
     """
     missing = con.execute(f"""
-        WITH h AS (SELECT s.sample_id, unnest(s.history) AS hid FROM s)
+        WITH h AS (SELECT s.sample_id, unnest(s.history) AS hid FROM s_keys s)
         SELECT h.sample_id, h.hid FROM h LEFT JOIN {pool} u ON u.sample_id = h.hid WHERE u.node IS NULL
         ORDER BY h.sample_id, h.hid LIMIT 1
     """).fetchone()
     if missing:
         raise InputRecordError(missing[0], field, f"history id {missing[1]!r} is not a sample in {where}")
     later = con.execute(f"""
-        WITH h AS (SELECT s.sample_id, s.cday, s.current_time, unnest(s.history) AS hid FROM s)
+        WITH h AS (SELECT s.sample_id, s.cday, s.current_time, unnest(s.history) AS hid FROM s_keys s)
         SELECT h.sample_id, h.hid, u.current_time, h.current_time FROM h JOIN {pool} u ON u.sample_id = h.hid
         WHERE u.cday > h.cday ORDER BY h.sample_id, h.hid LIMIT 1
     """).fetchone()
@@ -255,26 +298,45 @@ def check_history(con: duckdb.DuckDBPyConnection, field: str, pool: str = "s", w
                                                 f"after this sample's {later[3]!r})")
 
 
-def history_edges(con: duckdb.DuckDBPyConnection, pool: str = "s") -> tuple[np.ndarray, np.ndarray]:
-    """(tails v in `s`, heads u in `pool`) of is_history_of, sorted by (v, u), duplicates dropped."""
+def history_edges(con: duckdb.DuckDBPyConnection, pool: str = "s_keys") -> tuple[np.ndarray, np.ndarray]:
+    """(tails v in `s_keys`, heads u in `pool`) of is_history_of, sorted by (v, u), duplicates dropped."""
     hist = _fetch(con, f"""
-        WITH h AS (SELECT s.node AS v, unnest(s.history) AS hid FROM s)
+        WITH h AS (SELECT s.node AS v, unnest(s.history) AS hid FROM s_keys s)
         SELECT DISTINCT h.v, u.node AS u FROM h JOIN {pool} u ON u.sample_id = h.hid ORDER BY h.v, u
     """)
     return (hist.get("v", np.zeros(0, np.int64)).astype(np.int64),
             hist.get("u", np.zeros(0, np.int64)).astype(np.int32))
 
 
-def stage_comments(con: duckdb.DuckDBPyConnection, comments_path: Path, first_comment: int = 0) -> np.ndarray:
-    """DuckDB table `c`: the comments of `s` numbered from `first_comment` by (video node, time, input
-    position); returns the video node of every comment, in comment order."""
+def create_comments_table(con: duckdb.DuckDBPyConnection, comments_path: Path, first_comment: int = 0) -> None:
+    """DuckDB table `c` (node, video, pos, cpos): the comments of `s` numbered from `first_comment` by (video
+    node, time, input position), and view `c_rows`: with their id, text and time, read from the staged Parquet."""
     con.execute(f"""
         CREATE TABLE c AS
-        SELECT ({first_comment} + row_number() OVER (ORDER BY s.node, cm.timestamp, cm.cpos) - 1)::BIGINT AS node,
-               s.node AS video, cm.comment_id, cm.text, cm.time, cm.timestamp
-        FROM read_parquet('{comments_path.as_posix()}') cm JOIN s USING (pos)
+        SELECT ({first_comment} + row_number() OVER (ORDER BY k.node, cm.timestamp, cm.cpos) - 1)::BIGINT AS node,
+               k.node AS video, cm.pos, cm.cpos
+        FROM read_parquet('{comments_path.as_posix()}') cm JOIN s_keys k USING (pos)
     """)
+    con.execute(f"""
+        CREATE VIEW c_rows AS
+        SELECT c.node, c.video, cm.comment_id, cm.text, cm.time, cm.timestamp
+        FROM c JOIN read_parquet('{comments_path.as_posix()}') cm USING (pos, cpos)
+    """)
+
+
+def stage_comments(con: duckdb.DuckDBPyConnection, comments_path: Path, first_comment: int = 0) -> np.ndarray:
+    """Table `c` (`create_comments_table`); returns the video node of every comment, in comment order."""
+    create_comments_table(con, comments_path, first_comment)
     return _fetch(con, "SELECT video FROM c ORDER BY node")["video"].astype(np.int64)
+
+
+def comment_indptr(con: duckdb.DuckDBPyConnection, n: int, first_node: int = 0) -> np.ndarray:
+    """is_comment_of's indptr [n + 1] from the comment count of every video of table `c` (no per-comment array)."""
+    per_video = np.zeros(n, np.int64)
+    counts = _fetch(con, f"SELECT video - {first_node} AS v, count(*) AS k FROM c GROUP BY video")
+    if len(counts.get("v", ())):
+        per_video[counts["v"].astype(np.int64)] = counts["k"]
+    return np.concatenate([[0], np.cumsum(per_video)]).astype(np.int64)
 
 
 def split_ids(pday: np.ndarray, final: np.ndarray, cutoff: int, val_days: int, first_node: int = 0) -> dict[str, np.ndarray]:
@@ -287,10 +349,10 @@ def split_ids(pday: np.ndarray, final: np.ndarray, cutoff: int, val_days: int, f
 
 
 def write_tables(con: duckdb.DuckDBPyConnection, samples_out: Path, comments_out: Path) -> None:
-    """The sample and comment rows of tables `s` and `c` as Parquet files, in node order."""
+    """The sample and comment rows of `s` and `c_rows` as Parquet files, in node order (DuckDB sorts, spilling)."""
     con.execute(f"COPY (SELECT {SAMPLE_TABLE_COLUMNS} FROM s ORDER BY node) TO '{samples_out.as_posix()}' "
                 "(FORMAT parquet, COMPRESSION zstd)")
-    con.execute(f"COPY (SELECT * FROM c ORDER BY node) TO '{comments_out.as_posix()}' (FORMAT parquet, COMPRESSION zstd)")
+    con.execute(f"COPY (SELECT * FROM c_rows ORDER BY node) TO '{comments_out.as_posix()}' (FORMAT parquet, COMPRESSION zstd)")
 
 
 def relation_entries(n_videos: int, num_edges: dict[str, int]) -> list[dict]:

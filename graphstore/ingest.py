@@ -5,9 +5,9 @@ import calendar
 import math
 import os
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import IO, Any, Iterator
+from typing import IO, Any, Callable, Iterator
 
 import ijson
 import orjson
@@ -66,6 +66,9 @@ def detect_format(path: Path) -> str:
     raise UserError(f"{path}: not a JSON object or JSON Lines file (starts with {head[:20]!r})")
 
 
+_EPOCH, _SECOND = datetime(1970, 1, 1), timedelta(seconds=1)
+
+
 def parse_time(value: Any, sample_id: str, field: str) -> int:
     """Seconds since the epoch of 'YYYY-MM-DD[ HH:MM[:SS]]' read as UTC."""
     if not isinstance(value, str):
@@ -74,7 +77,8 @@ def parse_time(value: Any, sample_id: str, field: str) -> int:
         dt = datetime.fromisoformat(value.strip())
     except ValueError:
         raise InputRecordError(sample_id, field, f"unparsable date {value!r}") from None
-    return calendar.timegm(dt.utctimetuple()) if dt.tzinfo else calendar.timegm(dt.timetuple())
+    # naive: whole seconds since the epoch (what timegm(dt.timetuple()) gives, without building the tuple)
+    return calendar.timegm(dt.utctimetuple()) if dt.tzinfo else (dt - _EPOCH) // _SECOND
 
 
 INT64_MAX = 2**63 - 1
@@ -215,12 +219,26 @@ def _comments(raw: Any, sample_id: str, field: str, english: bool) -> list[dict]
     return out
 
 
-def iter_records(path: Path, fmt: str, f: IO[bytes]) -> Iterator[tuple[str, Any]]:
-    """Yield (sample id, raw record) pairs without loading the whole file."""
+_SKIPPED = object()  # a JSON Lines record another ingest worker parses
+
+
+def iter_records(path: Path, fmt: str, f: IO[bytes], wanted: Callable[[int], bool] | None = None
+                 ) -> Iterator[tuple[str | None, Any]]:
+    """Yield (sample id, raw record) pairs without loading the whole file.
+
+    With `wanted` (record position -> bool), JSON Lines records at other positions are not parsed and
+    come as (None, _SKIPPED); the xsvideo format is parsed in full either way (one JSON object).
+    """
     if fmt == "jsonl":
+        pos = 0
         for lineno, line in enumerate(f, 1):
             if not line.strip():
                 continue
+            if wanted is not None and not wanted(pos):
+                pos += 1
+                yield None, _SKIPPED
+                continue
+            pos += 1
             try:
                 rec = orjson.loads(line)
             except orjson.JSONDecodeError as exc:
@@ -239,47 +257,136 @@ def iter_records(path: Path, fmt: str, f: IO[bytes]) -> Iterator[tuple[str, Any]
         raise UserError(f"{path}: malformed JSON {where}: {exc}") from None
 
 
-def ingest(path: Path, staging: Path, *, batch_rows: int = 50_000, progress: bool = True) -> IngestResult:
-    """Validate every record of `path` and write samples/comments Parquet staging tables."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: no such input file")
-    fmt = detect_format(path)
-    staging.mkdir(parents=True, exist_ok=True)
-    samples_path, comments_path = staging / "samples.parquet", staging / "comments.parquet"
-    seen: set[str] = set()
+INGEST_BLOCK = 4096  # records: worker k of W validates the blocks b with b % W == k
+
+
+@dataclass
+class _PartResult:
+    """What one ingest worker wrote, and the first error it met (position in the file, details)."""
+
+    samples: int
+    comments: int
+    error_pos: int | None = None
+    error: tuple | None = None  # ("record", sample id, field, problem) or ("user", message)
+
+
+def _ingest_part(path: Path, fmt: str, staging: Path, part: int, parts: int, batch_rows: int,
+                 progress: bool, block_records: int = INGEST_BLOCK) -> _PartResult:
+    """Validate the records of blocks `part` (mod `parts`) of `block_records` records each and write them to
+    staging/{samples,comments}/part-K.parquet.
+
+    Stops at the first bad record, after writing the rows before it, so that the caller can order
+    the errors of all workers (and duplicate ids) by position in the file.
+    """
+    samples_out = staging / "samples" / f"part-{part}.parquet"
+    comments_out = staging / "comments" / f"part-{part}.parquet"
     rows: list[dict] = []
     crow: list[dict] = []
     n_samples = n_comments = 0
+    error_pos, error = None, None
     size = os.path.getsize(path)
+    mine = (lambda pos: (pos // block_records) % parts == part) if parts > 1 else None
     with open(path, "rb") as f, \
-            pq.ParquetWriter(samples_path, SAMPLE_SCHEMA) as sw, \
-            pq.ParquetWriter(comments_path, COMMENT_SCHEMA) as cw, \
+            pq.ParquetWriter(samples_out, SAMPLE_SCHEMA) as sw, \
+            pq.ParquetWriter(comments_out, COMMENT_SCHEMA) as cw, \
             tqdm(total=size, unit="B", unit_scale=True, desc="ingest", disable=not progress, mininterval=1.0) as bar:
-        for pos, (sample_id, rec) in enumerate(iter_records(path, fmt, f)):
-            if sample_id in seen:
-                raise InputRecordError(sample_id, "id", "duplicate sample id")
-            seen.add(sample_id)
-            row, comments = normalize_record(sample_id, rec, english=fmt == "jsonl")
-            row["pos"] = pos
-            rows.append(row)
-            for cpos, c in enumerate(comments):
-                c["pos"], c["cpos"] = pos, cpos
-                crow.append(c)
-            if len(rows) >= batch_rows:
-                sw.write_table(pa.Table.from_pylist(rows, SAMPLE_SCHEMA))
-                n_samples += len(rows)
-                rows = []
-                bar.update(f.tell() - bar.n)
-            if len(crow) >= batch_rows:
-                cw.write_table(pa.Table.from_pylist(crow, COMMENT_SCHEMA))
-                n_comments += len(crow)
-                crow = []
+        pos = -1
+        try:
+            for pos, (sample_id, rec) in enumerate(iter_records(path, fmt, f, mine)):
+                if mine is not None and not mine(pos):
+                    continue
+                row, comments = normalize_record(sample_id, rec, english=fmt == "jsonl")
+                row["pos"] = pos
+                rows.append(row)
+                for cpos, c in enumerate(comments):
+                    c["pos"], c["cpos"] = pos, cpos
+                    crow.append(c)
+                if len(rows) >= batch_rows:
+                    sw.write_table(pa.Table.from_pylist(rows, SAMPLE_SCHEMA))
+                    n_samples += len(rows)
+                    rows = []
+                    bar.update(f.tell() - bar.n)
+                if len(crow) >= batch_rows:
+                    cw.write_table(pa.Table.from_pylist(crow, COMMENT_SCHEMA))
+                    n_comments += len(crow)
+                    crow = []
+        except InputRecordError as exc:
+            error_pos, error = pos, ("record", exc.sample_id, exc.field, exc.problem)
+        except UserError as exc:  # malformed JSON: met while reading record pos + 1
+            error_pos, error = pos + 1, ("user", str(exc))
         sw.write_table(pa.Table.from_pylist(rows, SAMPLE_SCHEMA))
         cw.write_table(pa.Table.from_pylist(crow, COMMENT_SCHEMA))
         n_samples += len(rows)
         n_comments += len(crow)
         bar.update(size - bar.n)
+    return _PartResult(n_samples, n_comments, error_pos, error)
+
+
+def ingest_workers() -> int:
+    """Default ingest processes: the CPUs this process may run on, at most 4 (parsing is per process)."""
+    return max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
+
+
+def ingest(path: Path, staging: Path, *, batch_rows: int = 50_000, progress: bool = True,
+           workers: int | None = None, block_records: int = INGEST_BLOCK) -> IngestResult:
+    """Validate every record of `path` and write samples/comments Parquet staging tables.
+
+    With several `workers` (default: the CPUs available), each process reads the whole file but
+    validates and writes only its share of the records; errors are reported as a single pass would
+    report them: the first bad record (or duplicate id) in file order.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such input file")
+    fmt = detect_format(path)
+    workers = ingest_workers() if workers is None else max(1, int(workers))
+    for sub in ("samples", "comments"):
+        (staging / sub).mkdir(parents=True, exist_ok=True)
+    if workers == 1:
+        results = [_ingest_part(path, fmt, staging, 0, 1, batch_rows, progress)]
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = [pool.submit(_ingest_part, path, fmt, staging, k, workers, batch_rows, progress and k == 0,
+                                   block_records) for k in range(workers)]
+            results = [fut.result() for fut in futures]
+    for sub, rows in (("samples", [r.samples for r in results]), ("comments", [r.comments for r in results])):
+        # an empty part would make DuckDB forget that the columns hold no nulls (and write them as nullable)
+        for k, n in enumerate(rows):
+            if n == 0 and (k > 0 or any(rows)):
+                (staging / sub / f"part-{k}.parquet").unlink()
+    samples_glob, comments_glob = staging / "samples" / "*.parquet", staging / "comments" / "*.parquet"
+    failed = [r for r in results if r.error is not None]
+    first = min(failed, key=lambda r: r.error_pos) if failed else None
+    _check_duplicate_ids(samples_glob, staging, None if first is None else first.error_pos)
+    if first is not None:
+        kind, *details = first.error
+        raise InputRecordError(*details) if kind == "record" else UserError(details[0])
+    n_samples = sum(r.samples for r in results)
     if n_samples == 0:
         raise UserError(f"{path}: the input holds no samples")
-    return IngestResult(samples_path, comments_path, n_samples, n_comments, fmt)
+    return IngestResult(samples_glob, comments_glob, n_samples, sum(r.comments for r in results), fmt)
+
+
+def _check_duplicate_ids(samples: Path, staging: Path, before: int | None) -> None:
+    """InputRecordError at the first repeated sample id in file order (only among positions < `before`)."""
+    import duckdb
+
+    con = duckdb.connect()
+    try:
+        con.execute("SET memory_limit='1GB'")
+        con.execute(f"SET temp_directory='{(staging / 'spill').as_posix()}'")
+        where = "" if before is None else f"WHERE pos < {int(before)}"
+        con.execute(f"CREATE VIEW ids AS SELECT sample_id, pos FROM read_parquet('{samples.as_posix()}') {where}")
+        if con.execute("SELECT count(*) FROM ids").fetchone()[0] == \
+                con.execute("SELECT count(DISTINCT sample_id) FROM ids").fetchone()[0]:
+            return
+        dup = con.execute("""
+            SELECT sample_id FROM (SELECT sample_id, pos, row_number() OVER (PARTITION BY sample_id ORDER BY pos) AS k FROM ids)
+            WHERE k = 2 ORDER BY pos LIMIT 1
+        """).fetchone()
+    finally:
+        con.close()
+    raise InputRecordError(dup[0], "id", "duplicate sample id")

@@ -88,6 +88,10 @@ INTERACTION_THRESHOLDS = (0, 10, 20, 80, 300, 1_000, 3_000, 10_000, 50_000)
 
 DEFAULT_CUTOFF = "2024-12-20"
 DEFAULT_VAL_DAYS = 7
+# DuckDB's budget in `graphstore build` (it spills beyond it). Only the keys sit in DuckDB tables and the
+# text passes through the final sorted COPY alone, so 2 GB plus the build's own arrays (at most ~100
+# bytes a sample) keeps a scale-10 build (3.8 M samples, a 7 GB input) under 4 GB.
+DEFAULT_MEMORY_LIMIT = "2GB"
 
 
 def level_from_indicators(views: float, likes: float, shares: float, collects: float, comments: float) -> int:

@@ -18,6 +18,24 @@ mostly the author's, so the author's older videos also show how far a young one 
 benchmark can fit an upper bound on what the graph holds (own features + true heat and reach). Crawl states are at least 2 days apart; the state at 14+ days after
 posting is the final state. Count targets (samples, videos, comments, history, same-author and
 same-topic edges) are met by bisection on the realised graph, so they hold at every seed.
+
+Growth with scale. `scale` multiplies videos (and so samples, comments, history edges) over the same
+39-day window. Up to scale 1 the generator is calibrated on the published counts: 535 topics, and
+same-topic edges growing as scale^2 (a sample's in-neighbours are its topic's earlier samples, and
+every topic grows with the data). Beyond scale 1 that rule would give 166 billion same-topic edges
+at scale 10 from 535 topics of ~7,100 samples each, which describes no real crawl: a larger crawl
+(more platforms, regions, a wider net of hashtags) brings more topics, not ten times larger ones.
+So above scale 1 (`topics_at`, `topic_ranks`, `same_topic_target`):
+
+- topics grow linearly, round(535 * scale), so the mean topic size stays at the published ~714 samples;
+- the topic popularity is the published one, copied: each published popularity rank is shared by
+  scale topics, so the distribution of topic sizes (and each sample's same-topic in-degree, ~4,300
+  on average) stays as published, and same-topic edges grow linearly: published * scale^2 * 535 /
+  topics, 16.6 billion at scale 10;
+- authors grow linearly at every scale (0.36 per video, so the mean author activity is the
+  published one), and same-author edges linearly: 53.7 million at scale 10.
+
+At scale <= 1 nothing changes (the files are byte for byte those of the earlier generator).
 """
 from __future__ import annotations
 
@@ -28,7 +46,7 @@ import re
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import orjson
@@ -129,7 +147,8 @@ def _schedule(post: np.ndarray, k_draw: np.ndarray, r: dict[str, np.ndarray]) ->
     vid = np.repeat(np.arange(n), valid.sum(1))
     d = days[valid]
     fin = np.zeros(len(d), bool)
-    rank = np.concatenate([np.arange(c) for c in valid.sum(1)]) if n else np.zeros(0, np.int64)
+    per_video = valid.sum(1)
+    rank = np.arange(int(per_video.sum()), dtype=np.int64) - np.repeat(np.cumsum(per_video) - per_video, per_video)
     # Append final states.
     fv = np.flatnonzero(complete)
     vid = np.concatenate([vid, fv])
@@ -158,8 +177,8 @@ def _k_draw(u_k: np.ndarray, p: float) -> np.ndarray:
 
 # --- keys: topics and authors ----------------------------------------------------------------
 def _topic_of_video(n_videos: int, n_topics: int, s: float, perm: np.ndarray) -> np.ndarray:
-    """Topic per video by largest-remainder quotas of a Zipf(s) popularity (rank 0 = hottest)."""
-    p = (np.arange(1, n_topics + 1, dtype=np.float64)) ** -s
+    """Topic per video by largest-remainder quotas of a Zipf(s) popularity over the published ranks (`topic_ranks`)."""
+    p = (topic_ranks(n_topics) + 1).astype(np.float64) ** -s
     p /= p.sum()
     quota = np.floor(p * n_videos).astype(np.int64)
     rest = n_videos - quota.sum()
@@ -210,14 +229,27 @@ def latents_path(out_path: str | Path) -> Path:
     return out_path.with_name(out_path.name + ".latents.parquet")
 
 
-def write_latents(path: Path, columns: dict[str, np.ndarray]) -> None:
-    """Write the latent table atomically."""
+def write_latents(path: Path, columns: dict[str, np.ndarray] | Iterable[dict[str, np.ndarray]]) -> None:
+    """Write the latent table atomically, from one dict of columns or from blocks of them (streamed)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     tmp = path.with_name(path.name + ".tmp")
-    pq.write_table(pa.table(columns), tmp)
-    os.replace(tmp, path)
+    writer = None
+    try:
+        for block in [columns] if isinstance(columns, dict) else columns:
+            table = pa.table(block)
+            if writer is None:
+                writer = pq.ParquetWriter(tmp, table.schema)
+            writer.write_table(table)
+    except BaseException:
+        if writer is not None:
+            writer.close()
+        tmp.unlink(missing_ok=True)
+        raise
+    if writer is not None:
+        writer.close()
+        os.replace(tmp, path)
 
 
 # --- text --------------------------------------------------------------------------------------
@@ -288,10 +320,78 @@ def _video_text(rng: np.random.Generator, vocab: list[str], prose: list[str], to
     return title, _words(rng, prose, _length(rng, DESCRIPTION_WORDS)) + f"#{topic_name}#" + tags
 
 
+# --- growth with scale ------------------------------------------------------------------------
+def topics_at(scale: float) -> int:
+    """Topic count at `scale`: the published 535 up to scale 1, round(535 * scale) beyond (module docstring)."""
+    return FULL["topics"] if scale <= 1 else max(FULL["topics"], round(FULL["topics"] * scale))
+
+
+def topic_ranks(n_topics: int) -> np.ndarray:
+    """Published popularity rank (0 = hottest of the 535) of every topic: beyond 535 topics, each rank is
+    shared by about n_topics / 535 topics, so the published topic-size distribution is kept, copied."""
+    return np.arange(n_topics, dtype=np.int64) * FULL["topics"] // n_topics
+
+
+def same_topic_target(samples: int, n_topics: int) -> float:
+    """Same-topic edges the calibration aims at: the published count times (samples ratio)^2 * 535 / topics."""
+    target = FULL["same_topic"] * (samples / FULL["samples"]) ** 2
+    if n_topics != FULL["topics"]:
+        target *= FULL["topics"] / n_topics
+    return target
+
+
+def expected_counts(scale: float) -> dict[str, float]:
+    """The published counts carried to `scale` by the growth rule (what `rel_err_vs_published` compares with)."""
+    f = scale
+    expected = {k: FULL[k] * f for k in ("videos", "samples", "comments", "history", "same_author")}
+    expected["same_topic"] = FULL["same_topic"] * f * f
+    if topics_at(scale) != FULL["topics"]:
+        expected["same_topic"] *= FULL["topics"] / topics_at(scale)
+    return expected
+
+
 # --- the generator --------------------------------------------------------------------------
+WRITE_RECORDS = 2048  # records serialised per write: the writer holds one block of JSON text at a time
+LATENT_ROWS = 1 << 20  # rows per latent-table write (pyarrow's default row group: the same file as one write)
+
+
+@dataclass
+class _Plan:
+    """Every per-video and per-sample number of a synthetic file; the text is drawn while writing."""
+
+    seed: int
+    ns: int
+    vid_of: np.ndarray  # per sample (schedule order): video
+    final: np.ndarray  # per sample: final-state flag
+    ctime_ts: np.ndarray  # per sample: current time
+    counts: dict[str, np.ndarray]  # per sample: fans and INDICATORS
+    null_mask: dict[str, np.ndarray]  # per sample: count written as null
+    n_comments: np.ndarray  # per sample: comments listed
+    sample_ids: np.ndarray  # per sample
+    order: np.ndarray  # write order (crawl order) of the samples
+    first_state: np.ndarray  # per video: its first sample
+    topic_v: np.ndarray
+    platform_v: np.ndarray
+    author_v: np.ndarray
+    appeal_v: np.ndarray
+    post_ts_v: np.ndarray
+    level_v: np.ndarray
+    dur_v: np.ndarray
+    author_ids: np.ndarray  # per author
+    vocab: list[str]
+    topic_words: list[list[int]]
+    topic_names: list[str]
+    latents_v: dict[str, np.ndarray]  # per video: the latent columns of the side-car
+    latents_s: dict[str, np.ndarray]  # per sample: the latent columns of the side-car
+
+
 def synthesize(out_path: str | Path, scale: float = 0.01, seed: int = 0, fmt: str = "xsvideo",
                progress: bool = True) -> SynthSummary:
-    """Write a synthetic XS-Video file (format 'xsvideo' JSON object or 'jsonl') and return its counts."""
+    """Write a synthetic XS-Video file (format 'xsvideo' JSON object or 'jsonl') and return its counts.
+
+    Streams: records are serialised and written a block at a time (memory independent of the text);
+    what stays in memory is the plan, about 120 bytes per sample and 100 per video.
+    """
     if not 0 < scale <= 10:
         raise UserError(f"--scale must be in (0, 10], got {scale}")
     if fmt not in ("xsvideo", "jsonl"):
@@ -299,6 +399,21 @@ def synthesize(out_path: str | Path, scale: float = 0.01, seed: int = 0, fmt: st
     out_path = Path(out_path)
     if not out_path.parent.is_dir():
         raise UserError(f"{out_path.parent}: no such directory")
+    plan, summary = _plan(out_path, scale, seed)
+    tmp = out_path.with_name(out_path.name + ".tmp")
+    latents = latents_path(out_path)
+    try:
+        _write_records(plan, tmp, fmt, progress)
+        write_latents(latents, _latent_blocks(plan))
+        os.replace(tmp, out_path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return summary
+
+
+def _plan(out_path: Path, scale: float, seed: int) -> tuple[_Plan, SynthSummary]:
+    """Draw and calibrate every number of the file (no text); returns the plan and the summary it implies."""
     rng = np.random.default_rng(seed)
     nv = max(20, round(FULL["videos"] * scale))
     target_samples = FULL["samples"] * nv / FULL["videos"]
@@ -324,13 +439,14 @@ def synthesize(out_path: str | Path, scale: float = 0.01, seed: int = 0, fmt: st
     ns = len(sch.day)
     vid_of = sch.video
 
-    # 2. Topics: Zipf exponent calibrated so that same-topic edges match (scale^2: topics stay 535).
-    n_topics = FULL["topics"]
+    # 2. Topics: Zipf exponent calibrated so that same-topic edges match the growth rule's target.
+    n_topics = topics_at(scale)
     perm = rng.permutation(nv)
-    target_topic = FULL["same_topic"] * (ns / FULL["samples"]) ** 2
+    target_topic = same_topic_target(ns, n_topics)
     s_topic = _bisect(lambda s: bucket_edges(_topic_of_video(nv, n_topics, s, perm)[vid_of], sch.day),
                       target_topic, 0.0, 3.0, iters=30)
     topic_v = _topic_of_video(nv, n_topics, s_topic, perm)
+    del perm
 
     # 3. Authors: activity spread calibrated so that same-author edges match (linear in scale).
     n_auth = max(2, round(nv * AUTHORS_PER_VIDEO))
@@ -339,10 +455,11 @@ def synthesize(out_path: str | Path, scale: float = 0.01, seed: int = 0, fmt: st
     s_auth = _bisect(lambda s: bucket_edges(_author_of_video(z_auth, s, u_auth)[vid_of], sch.day),
                      target_author, 0.0, 4.0, iters=30)
     author_v = _author_of_video(z_auth, s_auth, u_auth)
+    del z_auth, u_auth
 
     # 4. Latents and interactions.
     platform_v = rng.choice(5, size=nv, p=PLATFORM_SHARES)
-    heat_t = 0.8 * rng.standard_normal(n_topics) - 0.25 * np.log1p(np.arange(n_topics)) / np.log(n_topics)
+    heat_t = 0.8 * rng.standard_normal(n_topics) - 0.25 * np.log1p(topic_ranks(n_topics)) / np.log(FULL["topics"])
     reach_a = 1.0 * rng.standard_normal(n_auth)
     appeal_v = 0.5 * rng.standard_normal(nv)
     appeal_v += (rng.random(nv) < 0.03) * rng.normal(2.5, 0.8, nv)  # a few viral videos: the long tail
@@ -360,30 +477,37 @@ def synthesize(out_path: str | Path, scale: float = 0.01, seed: int = 0, fmt: st
         "views": np.exp(rng.normal(np.log(45.0), 0.6, nv)),
     }
     aligned14 = {k: np.where(zero_v, 0.0, np.exp(log_likes14) * v) for k, v in ratios.items()}
+    del ratios, log_likes14, zero_v
     level_v = level_of(*(aligned14[k] for k in INDICATORS))
     factor_v = np.asarray(PLATFORM_FACTORS)[platform_v]
 
     start = _start_ts()
     post_ts_v = start + np.round(post * DAY).astype(np.int64)
     ctime_ts = start + sch.day * DAY + np.round(r["time_of_day"][vid_of] * 0.3 * DAY + 8 * 3600).astype(np.int64)
+    del r
     ctime_ts = np.maximum(ctime_ts, post_ts_v[vid_of] + 600)
     age = (ctime_ts - post_ts_v[vid_of]) / DAY
     g = _growth(age, tau_v[vid_of], boost_v[vid_of])
     noise = np.exp(rng.normal(0, 0.06, (len(INDICATORS), ns)))
     early_noise = observation_noise(age) * rng.standard_normal(ns)  # shared by the sample's indicators
     counts = {}
+    exp_noise, factor_s = np.exp(early_noise), factor_v[vid_of]
     for i, k in enumerate(INDICATORS):
-        counts[k] = np.floor(aligned14[k][vid_of] * g * noise[i] * np.exp(early_noise) / factor_v[vid_of]).astype(np.int64)
+        counts[k] = np.floor(aligned14[k][vid_of] * g * noise[i] * exp_noise / factor_s).astype(np.int64)
+    del g, noise, exp_noise, factor_s, aligned14, factor_v
     fans_base = np.exp(np.log(3000.0) + 1.0 * reach_a + 1.2 * rng.standard_normal(n_auth))
     counts["fans"] = np.floor(fans_base[author_v[vid_of]] * (1 + 0.002 * sch.day)).astype(np.int64)
+    del fans_base
     null_mask = {k: rng.random(ns) < 0.02 for k in (*INDICATORS, "fans")}
     null_mask["collects"] |= (platform_v[vid_of] == 3) & (rng.random(ns) < 0.3)
 
     # 5. Comments listed per sample: Poisson, heavier for much-commented samples, mean calibrated.
     w = (1.0 + counts["comment_count"]) ** COMMENT_CONCENTRATION
     lam = np.minimum(w / w.mean() * FULL["comments"] / FULL["samples"], 400.0)
+    del w
     lam *= FULL["comments"] / FULL["samples"] / lam.mean()
     n_comments = rng.poisson(lam)
+    del lam
 
     # 6. Durations: a mode near 7 s and a second one near 38 s, 1 s to 5 min.
     dur_v = np.where(rng.random(nv) < 0.62, rng.lognormal(np.log(8.0), 0.45, nv), rng.lognormal(np.log(40.0), 0.55, nv))
@@ -404,54 +528,10 @@ def synthesize(out_path: str | Path, scale: float = 0.01, seed: int = 0, fmt: st
         seen.add(name)
         topic_names.append(name)
 
-    # Write in crawl order (by current time), as a crawler would have appended them.
-    order = np.lexsort((sample_ids, ctime_ts))
-    first_state = np.searchsorted(vid_of, np.arange(nv))
-    tmp = out_path.with_name(out_path.name + ".tmp")
-    comment_id = 90_000_000_000
-    text_rng = np.random.default_rng(seed + 1)
-    prose = _prose_vocabulary(vocab)
-    with open(tmp, "wb") as f:
-        f.write(b"{\n" if fmt == "xsvideo" else b"")
-        for j, s in enumerate(tqdm(order, desc="synth", unit="sample", disable=not progress, mininterval=1.0)):
-            v = int(vid_of[s])
-            t, pf = int(topic_v[v]), int(platform_v[v])
-            # a video's text is the same in all of its states
-            title, desc = _video_text(np.random.default_rng([seed, v]), vocab, prose, topic_words[t], topic_names[t],
-                                      float(appeal_v[v]))
-            cts = []
-            lo, hi = int(post_ts_v[v]), int(ctime_ts[s])
-            for c in range(int(n_comments[s])):
-                comment_id += int(text_rng.integers(1, 9))
-                when = lo + int(text_rng.random() * max(1, hi - lo))
-                cts.append((str(comment_id), _words(text_rng, prose, _length(text_rng, COMMENT_WORDS)), _fmt_ts(when)))
-            history = [str(sample_ids[x]) for x in range(first_state[v], s)]
-            rec = {
-                "url": _url(pf, v), "level": int(level_v[v]), "platform": PLATFORMS[pf], "final_state": bool(sch.final[s]),
-                "post_time": _fmt_ts(int(post_ts_v[v])), "description": desc, "title": title,
-                "duration_s": int(dur_v[v]), "current_time": _fmt_ts(int(ctime_ts[s]), date_only=bool(s % 3 == 0)),
-                **{k: (None if null_mask[k][s] else int(counts[k][s])) for k in ("fans", "likes", "views", "shares", "collects", "comment_count")},
-                "topic": topic_names[t], "history": history, "author_id": str(author_ids[author_v[v]]),
-            }
-            sid = str(sample_ids[s])
-            if fmt == "jsonl":
-                rec = {"id": sid, **rec, "comments": [{"id": a, "text": b, "time": c} for a, b, c in cts]}
-                f.write(orjson.dumps(rec) + b"\n")
-            else:
-                zh = {_EN_TO_ZH[k]: val for k, val in rec.items()}
-                zh[_EN_TO_ZH["comments"]] = {a: {"评论内容": b, "评论时间": c} for a, b, c in cts}
-                f.write(b'"' + sid.encode() + b'": ' + orjson.dumps(zh) + (b",\n" if j < ns - 1 else b"\n"))
-        f.write(b"}\n" if fmt == "xsvideo" else b"")
-    os.replace(tmp, out_path)
-    write_latents(latents_path(out_path), {
-        "sample_id": sample_ids.astype(str), "topic_heat": heat_t[topic_v][vid_of], "author_reach": reach_a[author_v][vid_of],
-        "appeal": appeal_v[vid_of], "hidden": hidden_v[vid_of], "tau": tau_v[vid_of], "boost": boost_v[vid_of],
-        "early_noise": early_noise, "age_days": age, "level": level_v[vid_of].astype(np.int8)})
-
     k_per_video = np.bincount(vid_of, minlength=nv)
     ctime_day = (ctime_ts - start) // DAY  # calendar day of the written current time
     post_day_of_state = np.floor(post[vid_of])
-    return SynthSummary(
+    summary = SynthSummary(
         path=str(out_path), scale=scale, seed=seed, videos=nv, samples=ns, comments=int(n_comments.sum()),
         history=int((k_per_video * (k_per_video - 1) // 2).sum()),
         same_author=bucket_edges(author_v[vid_of], ctime_day), same_topic=bucket_edges(topic_v[vid_of], ctime_day),
@@ -459,6 +539,82 @@ def synthesize(out_path: str | Path, scale: float = 0.01, seed: int = 0, fmt: st
         test_by_post_date=int((post_day_of_state > CUTOFF_DAY).sum()), final_states=int(sch.final.sum()),
         level_counts=np.bincount(level_v[vid_of], minlength=10).tolist(),
     )
+    del k_per_video, ctime_day, post_day_of_state
+    plan = _Plan(
+        # index arrays as int32 (4 bytes a sample; values unchanged)
+        seed=seed, ns=ns, vid_of=vid_of.astype(np.int32), final=sch.final, ctime_ts=ctime_ts, counts=counts,
+        null_mask=null_mask, n_comments=n_comments.astype(np.int32), sample_ids=sample_ids,
+        order=np.lexsort((sample_ids, ctime_ts)).astype(np.int32),  # crawl order
+        first_state=np.searchsorted(vid_of, np.arange(nv)), topic_v=topic_v, platform_v=platform_v,
+        author_v=author_v, appeal_v=appeal_v, post_ts_v=post_ts_v, level_v=level_v, dur_v=dur_v,
+        author_ids=author_ids, vocab=vocab, topic_words=topic_words, topic_names=topic_names,
+        latents_v={"topic_heat": heat_t[topic_v], "author_reach": reach_a[author_v], "appeal": appeal_v,
+                   "hidden": hidden_v, "tau": tau_v, "boost": boost_v},
+        latents_s={"early_noise": early_noise, "age_days": age},
+    )
+    return plan, summary
+
+
+def _write_records(plan: _Plan, path: Path, fmt: str, progress: bool) -> None:
+    """Serialise the samples in crawl order, as a crawler would have appended them, a block at a time."""
+    p = plan
+    ns, seed = p.ns, p.seed
+    comment_id = 90_000_000_000
+    text_rng = np.random.default_rng(seed + 1)
+    prose = _prose_vocabulary(p.vocab)
+    count_keys = ("fans", "likes", "views", "shares", "collects", "comment_count")
+    with open(path, "wb") as f, tqdm(total=ns, desc="synth", unit="sample", disable=not progress, mininterval=1.0) as bar:
+        f.write(b"{\n" if fmt == "xsvideo" else b"")
+        for block_start in range(0, ns, WRITE_RECORDS):
+            block = p.order[block_start:block_start + WRITE_RECORDS]
+            counts = {k: p.counts[k][block].tolist() for k in count_keys}
+            nulls = {k: p.null_mask[k][block].tolist() for k in count_keys}
+            parts = []
+            for i, s in enumerate(block.tolist()):
+                j = block_start + i
+                v = int(p.vid_of[s])
+                t, pf = int(p.topic_v[v]), int(p.platform_v[v])
+                # a video's text is the same in all of its states
+                title, desc = _video_text(np.random.default_rng([seed, v]), p.vocab, prose, p.topic_words[t],
+                                          p.topic_names[t], float(p.appeal_v[v]))
+                cts = []
+                lo, hi = int(p.post_ts_v[v]), int(p.ctime_ts[s])
+                for c in range(int(p.n_comments[s])):
+                    comment_id += int(text_rng.integers(1, 9))
+                    when = lo + int(text_rng.random() * max(1, hi - lo))
+                    cts.append((str(comment_id), _words(text_rng, prose, _length(text_rng, COMMENT_WORDS)), _fmt_ts(when)))
+                history = [str(x) for x in p.sample_ids[int(p.first_state[v]):s].tolist()]
+                rec = {
+                    "url": _url(pf, v), "level": int(p.level_v[v]), "platform": PLATFORMS[pf],
+                    "final_state": bool(p.final[s]), "post_time": _fmt_ts(int(p.post_ts_v[v])), "description": desc,
+                    "title": title, "duration_s": int(p.dur_v[v]),
+                    "current_time": _fmt_ts(int(p.ctime_ts[s]), date_only=bool(s % 3 == 0)),
+                    **{k: (None if nulls[k][i] else counts[k][i]) for k in count_keys},
+                    "topic": p.topic_names[t], "history": history, "author_id": str(p.author_ids[p.author_v[v]]),
+                }
+                sid = str(p.sample_ids[s])
+                if fmt == "jsonl":
+                    rec = {"id": sid, **rec, "comments": [{"id": a, "text": b, "time": c} for a, b, c in cts]}
+                    parts.append(orjson.dumps(rec) + b"\n")
+                else:
+                    zh = {_EN_TO_ZH[k]: val for k, val in rec.items()}
+                    zh[_EN_TO_ZH["comments"]] = {a: {"评论内容": b, "评论时间": c} for a, b, c in cts}
+                    parts.append(b'"' + sid.encode() + b'": ' + orjson.dumps(zh) + (b",\n" if j < ns - 1 else b"\n"))
+            f.write(b"".join(parts))
+            bar.update(len(block))
+        f.write(b"}\n" if fmt == "xsvideo" else b"")
+
+
+def _latent_blocks(plan: _Plan) -> Iterator[dict[str, np.ndarray]]:
+    """The side-car's columns in schedule order, LATENT_ROWS samples at a time."""
+    for lo in range(0, max(plan.ns, 1), LATENT_ROWS):
+        hi = min(plan.ns, lo + LATENT_ROWS)
+        vid = plan.vid_of[lo:hi]
+        block = {"sample_id": plan.sample_ids[lo:hi].astype(str)}
+        block.update({k: plan.latents_v[k][vid] for k in ("topic_heat", "author_reach", "appeal", "hidden", "tau", "boost")})
+        block.update({k: plan.latents_s[k][lo:hi] for k in ("early_noise", "age_days")})
+        block["level"] = plan.level_v[vid].astype(np.int8)
+        yield block
 
 
 _URL = ("https://www.douyin.com/video/{}", "https://www.kuaishou.com/short-video/{}",
@@ -477,9 +633,6 @@ def _fmt_ts(ts: int, date_only: bool = False) -> str:
 def summary_dict(summary: SynthSummary) -> dict:
     """The summary as a JSON-ready dict with each full-scale target's relative error."""
     d = asdict(summary)
-    f = summary.scale
-    expected = {"videos": FULL["videos"] * f, "samples": FULL["samples"] * f, "comments": FULL["comments"] * f,
-                "history": FULL["history"] * f, "same_author": FULL["same_author"] * f,
-                "same_topic": FULL["same_topic"] * f * f}
+    expected = expected_counts(summary.scale)
     d["rel_err_vs_published"] = {k: round(d[k] / v - 1, 4) for k, v in expected.items()}
     return d

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import mmap
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -105,3 +106,31 @@ def read_array(store_path: Path, path: str, *, mmap: bool = True) -> np.ndarray:
         dtype = zarr.open_array(str(array_dir), mode="r").dtype
         return np.memmap(chunk_file, dtype=np.dtype(dtype).newbyteorder("<"), mode="r", shape=shape)
     return zarr.open_array(str(array_dir), mode="r")[...]
+
+
+def read_rows(arr: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """Rows [lo, hi) of an array; a memory-mapped one is read with a file read, so that no page stays mapped."""
+    if isinstance(arr, np.memmap) and isinstance(arr.base, mmap.mmap) and arr.ndim == 1 and arr.filename:
+        lo, hi = max(0, lo), min(len(arr), hi)
+        return np.fromfile(arr.filename, dtype=arr.dtype, count=max(0, hi - lo), offset=arr.offset + lo * arr.itemsize)
+    return np.array(arr[lo:hi])
+
+
+class ColumnReader:
+    """Rows of a chunked 1-d Zarr array by range, decoding each chunk once while reads move forward."""
+
+    def __init__(self, array) -> None:
+        self.array, self.chunk = array, int(array.chunks[0])
+        self.cached: dict[int, np.ndarray] = {}
+
+    def rows(self, lo: int, hi: int) -> np.ndarray:
+        """Values of rows [lo, hi)."""
+        if hi <= lo:
+            return self.array[0:0]
+        parts = []
+        for c in range(lo // self.chunk, (hi - 1) // self.chunk + 1):
+            if c not in self.cached:
+                self.cached = {c: self.array[c * self.chunk:(c + 1) * self.chunk]}  # keep one chunk
+            base = c * self.chunk
+            parts.append(self.cached[c][max(lo, base) - base:min(hi, base + self.chunk) - base])
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)

@@ -184,3 +184,71 @@ def test_info_and_query_cli(built, capsys):
     assert str(store.num_nodes("video")) in capsys.readouterr().out
     assert cli_main(["query", str(store.path), "SELECT nope FROM samples"]) == 2
     assert "SQL failed" in capsys.readouterr().err
+
+
+# --- parallel ingest (issue 14): the same staged rows and the same first error as one pass ------------------
+def _staged(staging):
+    import pyarrow.parquet as pq
+
+    out = {}
+    for name, keys in (("samples", ["pos"]), ("comments", ["pos", "cpos"])):
+        table = pa_concat([pq.read_table(f) for f in sorted((staging / name).glob("*.parquet"))])
+        out[name] = table.sort_by([(k, "ascending") for k in keys])
+    return out
+
+
+def pa_concat(tables):
+    import pyarrow as pa
+
+    return pa.concat_tables(tables)
+
+
+@pytest.mark.parametrize("fmt", ["xs", "jsonl"])
+def test_parallel_ingest_stages_the_same_rows(tmp_path, fmt):
+    from graphstore.ingest import ingest
+
+    records = make_records(12, seed=4)
+    src = (write_xsvideo if fmt == "xs" else write_jsonl)(tmp_path / f"in.{fmt}", records)
+    one = ingest(src, tmp_path / "one", progress=False, workers=1)
+    two = ingest(src, tmp_path / "two", progress=False, workers=2, block_records=3)
+    assert (one.num_samples, one.num_comments) == (two.num_samples, two.num_comments) == (len(records), one.num_comments)
+    assert len(list((tmp_path / "two" / "samples").glob("*.parquet"))) == 2
+    a, b = _staged(tmp_path / "one"), _staged(tmp_path / "two")
+    assert a["samples"].equals(b["samples"]) and a["comments"].equals(b["comments"])
+
+
+def _jsonl_lines(path, records, order, mutate=None):
+    rows = [dict(records[sid]) for sid in order]
+    if mutate:
+        mutate(rows)
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    return path
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_ingest_reports_the_first_bad_record_or_duplicate_in_file_order(tmp_path, workers):
+    from graphstore.ingest import ingest
+
+    records = make_records(8, seed=5)
+    ids = list(records)
+    # positions 0-2 go to worker 0, 3-5 to worker 1, 6-8 to worker 0 ... (blocks of 3)
+    bad_at = lambda k: lambda rows: rows[k].update(level=42)  # noqa: E731
+    cases = [  # (file order of the ids, mutation, expected sample id, expected text)
+        (ids, lambda rows: (bad_at(4)(rows), bad_at(7)(rows)), ids[4], "0-9"),
+        (ids, lambda rows: (bad_at(7)(rows), bad_at(4)(rows)), ids[4], "0-9"),
+        (ids[:5] + [ids[1]] + ids[5:], bad_at(8), ids[1], "duplicate sample id"),  # duplicate at 5, bad at 8
+        (ids[:5] + [ids[1]] + ids[5:], bad_at(2), ids[2], "0-9"),  # bad at 2 before the duplicate at 5
+    ]
+    for i, (order, mutate, sid, text) in enumerate(cases):
+        src = _jsonl_lines(tmp_path / f"c{i}.jsonl", records, order, mutate)
+        with pytest.raises(InputRecordError, match=text) as err:
+            ingest(src, tmp_path / f"stage{i}", progress=False, workers=workers, block_records=3)
+        assert err.value.sample_id == sid, (i, err.value)
+
+
+def test_build_with_two_ingest_workers_is_the_same_store(tmp_path, built):
+    records, store = built
+    src = write_xsvideo(tmp_path / "xs.json", records)
+    other = GraphStore.open(build_store(src, tmp_path / "s2", featurize=False, progress=False, ingest_workers=2))
+    assert other.meta["checksums"] == store.meta["checksums"]
+    assert other.samples_table().equals(store.samples_table()) and other.comments_table().equals(store.comments_table())

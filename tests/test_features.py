@@ -441,3 +441,140 @@ def test_build_with_features(tmp_path):
     s = GraphStore.open(path)
     assert s.meta["features"]["comment"]["dim"] == 8 + 64  # text + multiscale time
     assert s.features("title").gather(np.arange(3)).dtype == np.float32
+
+
+# --- issue 14: featurize reads and computes by row range (memory bounded by the block, not the store) -----
+def _reference_sample_features(store) -> np.ndarray:
+    """The whole-matrix computation that `SampleFeatures` replaced (kept here as the reference)."""
+    from graphstore.features.sample import BUCKET_MEANS, DEGREE_RELATIONS, GROWTH_FIELDS, MEAN_COLUMNS, sample_feature_names
+    from graphstore.schema import COUNT_FIELDS, DAY, PLATFORMS
+
+    n = store.num_nodes("video")
+    rels = store.topology.relations
+    logs = {c: np.log1p(np.maximum(store.column(c).astype(np.float64), 0.0)) for c in COUNT_FIELDS}
+    cols = [logs[c] for c in COUNT_FIELDS] + [store.column(f"{c}_missing").astype(np.float64) for c in COUNT_FIELDS]
+    ctime = store.column("ctime").astype(np.float64)
+    age = np.maximum(ctime - store.column("post_time").astype(np.float64), 0.0) / DAY
+    indptr = np.asarray(rels["is_history_of"].indptr, dtype=np.int64)
+    src = np.asarray(rels["is_history_of"].indices, dtype=np.int64)
+    dst = np.repeat(np.arange(n), np.diff(indptr))
+    last = np.full(n, -1, dtype=np.int64)
+    order = np.lexsort((ctime[src], dst))
+    last[dst[order]] = src[order]
+    has = last >= 0
+    gap = np.where(has, (ctime - ctime[np.maximum(last, 0)]) / DAY, 0.0)
+    cols += [age, np.log1p(age), has.astype(np.float64), gap, np.log1p(np.maximum(gap, 0.0))]
+    cols += [np.where(has, logs[c] - logs[c][np.maximum(last, 0)], 0.0) for c in GROWTH_FIELDS]
+    cols += [np.log1p(rels[r].in_degrees(n).astype(np.float64)) for r in DEGREE_RELATIONS]
+    cols.append(np.log1p(np.maximum(store.column("duration").astype(np.float64), 0.0)))
+    cols += [(store.column("platform").astype(np.int64) == i).astype(np.float64) for i in range(len(PLATFORMS))]
+    own = np.stack(cols, axis=1)
+    pick = own[:, [sample_feature_names().index(c) for c in MEAN_COLUMNS]]
+    means = []
+    for r in BUCKET_MEANS:
+        rel = rels[r]
+        lo, hi = np.asarray(rel.lo, dtype=np.int64), np.asarray(rel.hi, dtype=np.int64)
+        members = np.arange(n) if rel.members is None else np.asarray(rel.members, dtype=np.int64)
+        sums = np.zeros((n + 1, pick.shape[1]))
+        np.cumsum(pick[members], axis=0, out=sums[1:])
+        means.append((sums[hi] - sums[lo]) / np.maximum(hi - lo, 1)[:, None])
+    return np.concatenate([own, *means], axis=1)
+
+
+@pytest.fixture(scope="module")
+def appended_store(tmp_path_factory):
+    """A store grown by an append: its topic relation has `members` (not the identity), history crosses parts."""
+    from graphstore.append import append_store
+    from tests.xsvideo_fixtures import write_jsonl
+
+    tmp = tmp_path_factory.mktemp("grown")
+    records = make_records(40, seed=8)
+    ids = sorted(records, key=lambda s: records[s]["current_time"])
+    cut = len(ids) * 2 // 3
+    build_store(write_xsvideo(tmp / "old.json", {s: records[s] for s in ids[:cut]}), tmp / "s", featurize=False,
+                progress=False)
+    append_store(tmp / "s", write_jsonl(tmp / "new.jsonl", {s: records[s] for s in ids[cut:]}), progress=False)
+    return GraphStore.open(tmp / "s")
+
+
+@pytest.mark.parametrize("which", ["built", "appended"])
+def test_sample_features_by_range_equal_the_whole_matrix(bare_store, appended_store, which, monkeypatch):
+    from graphstore.features import sample as sample_module
+
+    store = GraphStore.open(bare_store) if which == "built" else appended_store
+    assert which == "built" or store.topology.relations["has_same_topic_as"].members is not None
+    ref = _reference_sample_features(store)
+    # small passes, blocks and checkpoint spacing, so that every boundary is crossed many times
+    monkeypatch.setattr(sample_module, "PASS_ROWS", 7)
+    monkeypatch.setattr(sample_module, "BLOCK_ROWS", 5)
+    monkeypatch.setattr(sample_module, "CHECKPOINT", 4)
+    rows = sample_module.SampleFeatures(store)
+    n = store.num_nodes("video")
+    assert np.array_equal(rows.rows(0, n).view(np.uint64), ref.view(np.uint64))  # bit for bit
+    rng = np.random.default_rng(0)
+    for _ in range(30):
+        lo = int(rng.integers(0, n))
+        hi = min(n, lo + int(rng.integers(1, 20)))
+        assert np.array_equal(rows.rows(lo, hi).view(np.uint64), ref[lo:hi].view(np.uint64)), (lo, hi)
+    assert rows.pick.shape == (n, 10) and rows.pick.dtype == np.float64  # the O(n) state: 10 numbers a video
+
+
+def test_hash_encoder_groups_give_the_rows_of_one_batch(monkeypatch):
+    from graphstore.features import text as text_module
+
+    rng = np.random.default_rng(1)
+    texts = ["".join(rng.choice(list("abc短视频传播 #"), size=int(rng.integers(0, 60)))) for _ in range(300)] + ["", "x" * 5000]
+    enc = HashTextEncoder(dim=64)
+    whole = enc._encode([t[:enc.max_chars] for t in texts])
+    monkeypatch.setattr(text_module, "HASH_BATCH", 7)
+    assert np.array_equal(enc.encode(texts).view(np.uint64), whole.view(np.uint64))
+
+
+def test_table_column_reads_by_row_group(tmp_path, monkeypatch):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from graphstore.features.featurize import TableColumn
+
+    values = [f"t{i}" if i % 7 else None for i in range(100)]
+    pq.write_table(pa.table({"text": values[:60], "ts": np.arange(60)}), tmp_path / "a.parquet", row_group_size=16)
+    pq.write_table(pa.table({"text": values[60:], "ts": np.arange(60, 100)}), tmp_path / "b.parquet", row_group_size=16)
+    col = TableColumn([tmp_path / "a.parquet", tmp_path / "b.parquet"], "text")
+    assert len(col) == 100 and len(col.groups) == 4 + 3
+    reads = []
+    real = pq.ParquetFile.read_row_group
+    monkeypatch.setattr(pq.ParquetFile, "read_row_group", lambda self, i, **kw: reads.append(i) or real(self, i, **kw))
+    for lo in range(0, 100, 10):  # forward reads decode every row group once
+        assert col.texts(lo, lo + 10) == [v or "" for v in values[lo:lo + 10]]
+    assert len(reads) == 7
+    assert col.texts(55, 70) == [v or "" for v in values[55:70]] and col.texts(5, 5) == []
+    assert np.array_equal(TableColumn([tmp_path / "a.parquet", tmp_path / "b.parquet"], "ts").numpy(58, 62), [58, 59, 60, 61])
+
+
+def test_progress_counts_bytes_and_starts_at_the_resumed_work(bare_store, tmp_path, monkeypatch):
+    """The bar's total is the feature bytes, a resumed run starts at the bytes already written (so its
+    rate and ETA are this run's), and it ends at the total."""
+    from graphstore.features import featurize as featurize_module
+
+    path = tmp_path / "s"
+    shutil.copytree(bare_store, path)
+    featurize_store(path, progress=False, stop_after_rows=500)
+    bars = []
+
+    class Bar:
+        def __init__(self, total, initial, **kw):
+            self.total, self.initial, self.n = total, initial, initial
+            bars.append(self)
+
+        def update(self, k):
+            self.n += k
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr("tqdm.tqdm", Bar)
+    meta = featurize_store(path, progress=True)
+    bar = bars[0]
+    total = sum(GraphStore.open(path).num_nodes(t) * m["dim"] * 2 for t, m in meta.items())
+    assert bar.total == total and 0 < bar.initial < total and bar.n == total
+    assert not GraphStore.open(path).verify()  # the digests written on the way match the arrays

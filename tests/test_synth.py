@@ -14,7 +14,10 @@ from graphstore.build import build_store
 from graphstore.cli import main as cli_main
 from graphstore.schema import PLATFORMS, XSVIDEO_KEYS
 from graphstore.store import GraphStore
-from graphstore.synth import FULL, qwen_like_tokens, summary_dict, synthesize
+from graphstore.synth import (
+    FULL, expected_counts, latents_path, qwen_like_tokens, same_topic_target, summary_dict, synthesize, topic_ranks,
+    topics_at,
+)
 
 
 @pytest.fixture(scope="module")
@@ -139,3 +142,75 @@ def test_qwen_like_token_estimate():
     assert qwen_like_tokens("2024-12-01") == 8 + 2  # one token a digit, one a punctuation run of 1-2 marks
     assert qwen_like_tokens("短视频传播") == 4  # 5 CJK characters at 1.5 a token
     assert qwen_like_tokens('{"title": "hello"}') == 4 + 2 + 2  # '{"', '":', '"', '"}'; 5 letters are 2 tokens
+
+
+# --- growth with scale (issue 14) -------------------------------------------------------------------------
+def test_growth_rule_functions():
+    assert [topics_at(s) for s in (0.01, 0.5, 1.0, 1.0001, 2.0, 10.0)] == [535, 535, 535, 535, 1070, 5350]
+    assert np.array_equal(topic_ranks(535), np.arange(535))
+    assert np.array_equal(np.bincount(topic_ranks(1070)), np.full(535, 2))  # every published rank shared by 2 topics
+    ns = 381_926
+    assert same_topic_target(ns, 535) == FULL["same_topic"]  # scale <= 1: the published (quadratic) rule unchanged
+    assert same_topic_target(10 * ns, 5350) == pytest.approx(10 * FULL["same_topic"])  # linear beyond
+    e = expected_counts(10.0)
+    assert e["same_topic"] == pytest.approx(16.56e9, rel=1e-3) and e["same_author"] == pytest.approx(53.7e6, rel=1e-3)
+    assert expected_counts(0.5)["same_topic"] == FULL["same_topic"] * 0.25
+
+
+@pytest.fixture
+def mini_published(monkeypatch):
+    """The published counts scaled down 50x (topics kept), so that 'scale 2' of this world is a small file."""
+    f = 0.02
+    for key in ("videos", "samples", "comments", "history", "same_author", "train", "test"):
+        monkeypatch.setitem(FULL, key, round(FULL[key] * f))
+    monkeypatch.setitem(FULL, "same_topic", round(FULL["same_topic"] * f * f))
+
+
+def test_growth_rule_beyond_scale_1_end_to_end(tmp_path, mini_published):
+    """Above scale 1 topics grow with scale, topic sizes stay, same-topic and same-author edges grow linearly."""
+    one = summary_dict(synthesize(tmp_path / "one.json", scale=1.0, seed=0, progress=False))
+    two = summary_dict(synthesize(tmp_path / "two.json", scale=2.0, seed=0, progress=False))
+    assert one["topics"] <= 535 and two["topics"] > 1000  # 1,070 topics (a few tiny ones may get no video)
+    for d in (one, two):
+        for key, err in d["rel_err_vs_published"].items():
+            assert abs(err) < 0.03, (d["scale"], key, err)
+    assert 1.8 < two["same_topic"] / one["same_topic"] < 2.2  # linear, not 4x
+    assert 1.8 < two["same_author"] / one["same_author"] < 2.2
+    assert 0.9 < (two["samples"] / two["topics"]) / (one["samples"] / one["topics"]) < 1.1  # mean topic size kept
+
+
+def test_writer_streams_in_blocks(tmp_path, monkeypatch):
+    """Records are serialised a block at a time and the latents a block of rows at a time; the bytes do not
+    depend on the block sizes (so memory does not depend on the text or the scale, only on the block)."""
+    import pyarrow.parquet as pq
+
+    import graphstore.synth as synth
+
+    synthesize(tmp_path / "a.json", scale=0.003, seed=1, progress=False)
+    writes: list[int] = []
+
+    class Recording:
+        def __init__(self, f):
+            self.f = f
+
+        def write(self, data):
+            writes.append(len(data))
+            return self.f.write(data)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+    monkeypatch.setattr(synth, "open", lambda path, mode: Recording(open(path, mode)), raising=False)
+    monkeypatch.setattr(synth, "WRITE_RECORDS", 5)
+    monkeypatch.setattr(synth, "LATENT_ROWS", 100)
+    summary = synthesize(tmp_path / "b.json", scale=0.003, seed=1, progress=False)
+    assert (tmp_path / "a.json").read_bytes() == (tmp_path / "b.json").read_bytes()
+    a, b = pq.read_table(latents_path(tmp_path / "a.json")), pq.read_table(latents_path(tmp_path / "b.json"))
+    assert a.equals(b) and pq.ParquetFile(latents_path(tmp_path / "b.json")).num_row_groups == -(-summary.samples // 100)
+    record_writes = writes[1:-1]  # between the opening and the closing brace
+    assert len(record_writes) == -(-summary.samples // 5)
+    longest_record = max(len(line) for line in (tmp_path / "a.json").read_bytes().splitlines())
+    assert max(record_writes) <= 5 * (longest_record + 1)

@@ -6,7 +6,7 @@ import time
 
 from graphstore.cli import non_negative_int, positive_int
 from graphstore.commands import VIDEO_FEATURES_HELP, print_video_import
-from graphstore.schema import DEFAULT_CUTOFF, DEFAULT_VAL_DAYS
+from graphstore.schema import DEFAULT_CUTOFF, DEFAULT_MEMORY_LIMIT, DEFAULT_VAL_DAYS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -24,8 +24,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dtype", default="float16", choices=("float16", "float32"), help="feature dtype")
     p.add_argument("--time-encoding", choices=("multiscale", "paper"), default="multiscale",
                    help="time features: hours to months (default), or the paper's (time of day only)")
-    p.add_argument("--memory-limit", default="3GB", help="DuckDB memory limit for the staging work")
+    p.add_argument("--memory-limit", default=DEFAULT_MEMORY_LIMIT, help="DuckDB memory limit for the staging work (it spills beyond it)")
     p.add_argument("--threads", type=positive_int, default=None, help="DuckDB threads (default: all cores)")
+    p.add_argument("--ingest-workers", type=positive_int, default=None,
+                   help="processes that parse and validate the input (default: the CPUs available, at most 4)")
     p.set_defaults(func=run)
 
 
@@ -39,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
                 "time_encoding": args.time_encoding}
     path = build_store(args.input, args.out, overwrite=args.overwrite, cutoff=args.cutoff, val_days=args.val_days,
                        featurize=not args.no_features, feature_options=features, memory_limit=args.memory_limit,
-                       threads=args.threads)
+                       threads=args.threads, ingest_workers=args.ingest_workers)
     store = GraphStore.open(path)
     print(f"built {path} in {time.time() - started:.1f} s: {store.num_nodes('video'):,} videos, "
           f"{sum(r['num_edges'] for r in store.meta['relations']):,} edges, splits {store.meta['splits']}")

@@ -8,14 +8,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import xxhash
 import zarr
 from zarr.codecs import BloscCodec, BloscShuffle
 
 from graphstore import generations
 from graphstore.errors import UserError
-from graphstore.zarr_io import array_checksum
+from graphstore.zarr_io import ColumnReader, array_checksum
 from graphstore.features.encoders import DEFAULT_TIME_ENCODING, TIME_ENCODINGS, log_count_encoding, time_dim, time_encoding
-from graphstore.features.sample import sample_feature_names, sample_features
+from graphstore.features.sample import SampleFeatures, sample_feature_names
 from graphstore.features.text import HASH_DIM, TextEncoder, make_text_encoder
 from graphstore.features.video import open_video_features
 
@@ -47,6 +48,7 @@ class FeatureJob:
     source: str
     encode: Callable[[int, int], np.ndarray]
     report: dict[str, Any] | None = None  # what an import matched, kept in the metadata as "import"
+    release: Callable[[], None] | None = None  # frees what `encode` set up, once the matrix is written
 
 
 def chunk_rows_for(dim: int, dtype: str, chunk_bytes: int = CHUNK_BYTES, max_log2: int = 16) -> int:
@@ -88,16 +90,78 @@ def _codec_for(codec: str, sample: np.ndarray, total_bytes: int = 0) -> list:
 
 
 def _with_sample_features(job: FeatureJob, path: Path) -> FeatureJob:
-    """The video job with the per-sample numeric features appended to its (visual) columns."""
+    """The video job with the per-sample numeric features appended to its (visual) columns.
+
+    The per-sample rows are computed by range (`SampleFeatures`), set up at the first rows asked for,
+    so a resumed run whose video matrix is complete does not compute them.
+    """
     from graphstore.store import GraphStore
 
-    extra = sample_features(GraphStore.open(path))
+    state: dict[str, SampleFeatures] = {}
     visual = job.encode
 
     def encode(lo: int, hi: int) -> np.ndarray:
-        return np.concatenate([np.asarray(visual(lo, hi), dtype=np.float64), extra[lo:hi]], axis=1)
+        if "rows" not in state:
+            state["rows"] = SampleFeatures(GraphStore.open(path))
+        return np.concatenate([np.asarray(visual(lo, hi), dtype=np.float64), state["rows"].rows(lo, hi)], axis=1)
 
-    return FeatureJob(job.node_type, job.rows, job.dim + extra.shape[1], f"{job.source}+sample:v2", encode, job.report)
+    width = len(sample_feature_names())
+    return FeatureJob(job.node_type, job.rows, job.dim + width, f"{job.source}+sample:v2", encode, job.report,
+                      release=state.clear)
+
+
+class TableColumn:
+    """Rows of one column of a store table (its Parquet file, or the parts of an appended store) by range,
+    one row group decoded at a time: the column is never held whole."""
+
+    def __init__(self, files: Sequence[Path], column: str) -> None:
+        import pyarrow.parquet as pq
+
+        self.files, self.column = list(files), column
+        self.groups: list[tuple[int, int, int, int]] = []  # (first row, end row, file, row group)
+        start = 0
+        for i, f in enumerate(self.files):
+            meta = pq.ParquetFile(f).metadata
+            for g in range(meta.num_row_groups):
+                rows = meta.row_group(g).num_rows
+                self.groups.append((start, start + rows, i, g))
+                start += rows
+        self.num_rows = start
+        self._cached: tuple[int, Any] = (-1, None)
+
+    def __len__(self) -> int:
+        return self.num_rows
+
+    def _group(self, k: int):
+        import pyarrow.parquet as pq
+
+        if self._cached[0] != k:
+            _, _, i, g = self.groups[k]
+            self._cached = (k, pq.ParquetFile(self.files[i]).read_row_group(g, columns=[self.column]).column(0))
+        return self._cached[1]
+
+    def arrow(self, lo: int, hi: int):
+        """Rows [lo, hi) as a pyarrow ChunkedArray."""
+        import pyarrow as pa
+
+        parts = []
+        for k, (a, b, _, _) in enumerate(self.groups):
+            if b > lo and a < hi:
+                parts.extend(self._group(k).slice(max(lo, a) - a, min(hi, b) - max(lo, a)).chunks)
+        return pa.chunked_array(parts) if parts else pa.chunked_array([], type=self._type())
+
+    def _type(self):
+        import pyarrow.parquet as pq
+
+        return pq.read_schema(self.files[0]).field(self.column).type
+
+    def texts(self, lo: int, hi: int) -> list[str]:
+        """Rows [lo, hi) as strings (null as '')."""
+        return [x or "" for x in self.arrow(lo, hi).to_pylist()]
+
+    def numpy(self, lo: int, hi: int, dtype: type = np.float64) -> np.ndarray:
+        """Rows [lo, hi) as a NumPy array."""
+        return self.arrow(lo, hi).to_numpy().astype(dtype)
 
 
 def video_parts(info: dict) -> dict[str, list[int]]:
@@ -109,10 +173,11 @@ def video_parts(info: dict) -> dict[str, list[int]]:
 
 def _jobs(root: zarr.Group, path: Path, meta: dict, text: TextEncoder, video_features: str | None,
           video_dim: int | None, time_scheme: str) -> list[FeatureJob]:
-    import pyarrow.parquet as pq
+    """One job per node type; every job reads its inputs by row range (columns by chunk, text by row group)."""
+    from graphstore.store import table_files
 
     n = {t: int(c) for t, c in meta["node_types"].items()}
-    col = lambda name: root[f"columns/{name}"][...]  # noqa: E731
+    col = lambda name: ColumnReader(root[f"columns/{name}"])  # noqa: E731
     jobs: list[FeatureJob] = []
 
     if "video" in n:
@@ -124,36 +189,33 @@ def _jobs(root: zarr.Group, path: Path, meta: dict, text: TextEncoder, video_fea
             jobs.append(FeatureJob("video", n["video"], d, "none (zeros)", lambda lo, hi, d=d: np.zeros((hi - lo, d))))
     for t, c in TIME_TYPES.items():
         if t in n:
-            secs = col(c)
             jobs.append(FeatureJob(t, n[t], time_dim(time_scheme), f"time-{time_scheme}:{c}",
-                                   lambda lo, hi, s=secs: time_encoding(s[lo:hi], scheme=time_scheme)))
+                                   lambda lo, hi, s=col(c): time_encoding(s.rows(lo, hi), scheme=time_scheme)))
     for t, (c, m) in COUNT_TYPES.items():
         if t in n:
-            vals = col(c).astype(np.float64)
-            miss = col(m) if m else None
-            jobs.append(FeatureJob(t, n[t], 2, f"log1p:{c}+mask", lambda lo, hi, v=vals, mm=miss:
-                                   log_count_encoding(v[lo:hi], None if mm is None else mm[lo:hi])))
-    texts: dict[str, Sequence[str]] = {}
+            jobs.append(FeatureJob(t, n[t], 2, f"log1p:{c}+mask", lambda lo, hi, v=col(c), mm=col(m) if m else None:
+                                   log_count_encoding(v.rows(lo, hi).astype(np.float64),
+                                                      None if mm is None else mm.rows(lo, hi))))
+    texts: dict[str, Any] = {}
     if "title" in n or "description" in n:
-        table = pq.read_table(path / "samples.parquet", columns=["title", "description"])
-        texts["title"] = table.column("title").to_pylist()
-        texts["description"] = table.column("description").to_pylist()
+        files = table_files(path, "samples")
+        texts["title"], texts["description"] = TableColumn(files, "title"), TableColumn(files, "description")
     texts["topic"] = list(meta.get("topics", []))
     texts["platform"] = list(meta.get("platforms", []))
     for t in TEXT_TYPES:
         if t in n:
             if len(texts[t]) != n[t]:
                 raise UserError(f"{path}: {n[t]} {t} nodes but {len(texts[t])} texts in the store")
-            jobs.append(FeatureJob(t, n[t], text.dim, f"text:{text.name}",
-                                   lambda lo, hi, s=texts[t]: text.encode([x or "" for x in s[lo:hi]])))
+            rows = texts[t].texts if isinstance(texts[t], TableColumn) else \
+                (lambda lo, hi, s=texts[t]: [x or "" for x in s[lo:hi]])
+            jobs.append(FeatureJob(t, n[t], text.dim, f"text:{text.name}", lambda lo, hi, r=rows: text.encode(r(lo, hi))))
     if "comment" in n:
-        ct = pq.read_table(path / "comments.parquet", columns=["text", "timestamp"])
-        ctext = ct.column("text").to_pylist()
-        cts = ct.column("timestamp").to_numpy(zero_copy_only=False).astype(np.float64)
+        files = table_files(path, "comments")
+        ctext, cts = TableColumn(files, "text"), TableColumn(files, "timestamp")
 
         def comment(lo: int, hi: int) -> np.ndarray:
-            return np.concatenate([text.encode([x or "" for x in ctext[lo:hi]]),
-                                   time_encoding(cts[lo:hi], scheme=time_scheme)], axis=1)
+            return np.concatenate([text.encode(ctext.texts(lo, hi)),
+                                   time_encoding(cts.numpy(lo, hi), scheme=time_scheme)], axis=1)
 
         jobs.append(FeatureJob("comment", n["comment"], text.dim + time_dim(time_scheme),
                                f"text:{text.name}+time-{time_scheme}:timestamp", comment))
@@ -213,11 +275,16 @@ def featurize_store(
     fgroup = root.require_group("features")
     done_meta: dict[str, dict] = dict(meta.get("features", {}))
     budget = [stop_after_rows]
-    bar = _progress_bar(sum(j.rows for j in jobs), progress)
+    # progress in bytes written (a text row costs more than a count row; bytes are the closer measure),
+    # starting at what earlier runs wrote, so that the rate and the ETA count this run's work alone
+    done = sum(_rows_done(fgroup, j, dtype, overwrite or j.node_type in reencode) * _row_bytes(j, dtype) for j in jobs)
+    bar = _progress_bar(sum(j.rows * _row_bytes(j, dtype) for j in jobs), done, progress)
     try:
         for job in jobs:
             info = _write_job(fgroup, job, dtype, codec, chunk_bytes, raw_chunk_bytes,
                               overwrite or job.node_type in reencode, bar, budget)
+            if job.release is not None:
+                job.release()
             if info is None:
                 return done_meta  # interrupted on purpose (stop_after_rows)
             if job.node_type == "video":
@@ -240,6 +307,21 @@ def _settings(job: FeatureJob, dtype: str) -> dict:
     return {"dim": job.dim, "dtype": dtype, "source": job.source, "rows": job.rows}
 
 
+def _row_bytes(job: FeatureJob, dtype: str) -> int:
+    return job.dim * np.dtype(dtype).itemsize
+
+
+def _rows_done(fgroup: zarr.Group, job: FeatureJob, dtype: str, overwrite: bool) -> int:
+    """Rows of `job` that an earlier run wrote with the same settings (what `_write_job` will skip)."""
+    group = fgroup.get(job.node_type)
+    if overwrite or group is None or "x" not in group:
+        return 0
+    state = dict(group["x"].attrs.get("featurize", {}))
+    if state.get("settings") != _settings(job, dtype):
+        return 0
+    return job.rows if state.get("complete") else int(state.get("rows_done", 0))
+
+
 def _write_job(fgroup: zarr.Group, job: FeatureJob, dtype: str, codec: str, chunk_bytes: int, raw_chunk_bytes: int,
                overwrite: bool, bar, budget: list) -> dict | None:
     """Encode and write one matrix from where a previous run stopped; None when the row budget ran out."""
@@ -254,8 +336,6 @@ def _write_job(fgroup: zarr.Group, job: FeatureJob, dtype: str, codec: str, chun
         del group["x"]
         arr, state = None, {}
     if arr is not None and state.get("complete"):
-        if bar is not None:
-            bar.update(job.rows)
         return _info(arr, want)
     start = int(state.get("rows_done", 0))
     if arr is None:
@@ -269,10 +349,11 @@ def _write_job(fgroup: zarr.Group, job: FeatureJob, dtype: str, codec: str, chun
         arr = group.create_array("x", shape=(job.rows, job.dim), dtype=dtype, chunks=(chunk, job.dim),
                                  compressors=compressors, fill_value=0, config={"write_empty_chunks": True})
         arr.attrs["featurize"] = {"settings": want, "rows_done": 0, "complete": False}
-    if bar is not None:
-        bar.update(start)
     chunk = int(arr.chunks[0])
     step = max(chunk, (WRITE_ROWS // chunk) * chunk)
+    row_bytes = _row_bytes(job, dtype)
+    # a run that writes the array from its first row hashes it on the way; a resumed one reads it back at the end
+    digest = xxhash.xxh64() if start == 0 else None
     lo = start
     while lo < job.rows:
         hi = min(job.rows, lo + step)
@@ -284,14 +365,17 @@ def _write_job(fgroup: zarr.Group, job: FeatureJob, dtype: str, codec: str, chun
         block = job.encode(lo, hi)
         if block.shape != (hi - lo, job.dim):
             raise UserError(f"{job.node_type}: encoder returned shape {block.shape}, expected {(hi - lo, job.dim)}")
-        arr[lo:hi] = block.astype(dtype)
+        block = np.ascontiguousarray(block, dtype=np.dtype(dtype).newbyteorder("<"))
+        arr[lo:hi] = block
+        if digest is not None:
+            digest.update(block)
         arr.attrs["featurize"] = {"settings": want, "rows_done": hi, "complete": False}
         if bar is not None:
-            bar.update(hi - lo)
+            bar.update((hi - lo) * row_bytes)
         lo = hi
     # the digest that `graphstore info --verify` checks, over the logical bytes as written
     arr.attrs["featurize"] = {"settings": want, "rows_done": job.rows, "complete": True,
-                              "xxh64": array_checksum(arr)}
+                              "xxh64": digest.hexdigest() if digest is not None else array_checksum(arr)}
     return _info(arr, want)
 
 
@@ -306,12 +390,14 @@ def _info(arr: zarr.Array, want: dict) -> dict:
     return info
 
 
-def _progress_bar(total: int, enabled: bool):
+def _progress_bar(total: int, done: int, enabled: bool):
+    """A bar over the feature bytes to write; `done` (written by earlier runs) is its start, not counted in the rate."""
     if not enabled:
         return None
     from tqdm import tqdm
 
-    return tqdm(total=total, unit="row", unit_scale=True, desc="featurize", smoothing=0.05)
+    return tqdm(total=total, initial=done, unit="B", unit_scale=True, unit_divisor=1024, desc="featurize",
+                smoothing=0.05, mininterval=1.0)
 
 
 # --- `graphstore append` (issue 13): encode the rows a store grew by as featurize_store encoded the rest ---

@@ -5,7 +5,12 @@ Every column describes the sample as observed at its own current time (no label,
 the counts, the age (current time - post time), the time since the video's previous crawled state
 and the growth since it, and how many samples of the same author / topic were crawled on or before
 its day (the bucket relations' in-degrees), and the exact means of its author's and its topic's
-earlier samples' counts and ages."""
+earlier samples' counts and ages.
+
+`SampleFeatures` computes any row range of the matrix with the memory of a block of rows plus about
+100 bytes per video (the 10 averaged columns of every sample, its current time, the `members` of a
+bucket relation, and prefix-sum checkpoints), so the matrix of a scale-10 store (3.8 M samples) is
+never held whole; its rows equal those of computing the whole matrix at once, bit for bit."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -13,9 +18,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from graphstore.schema import COUNT_FIELDS, DAY, PLATFORMS
+from graphstore.zarr_io import ColumnReader, read_rows
 
 if TYPE_CHECKING:
     from graphstore.store import GraphStore
+    from graphstore.topology import Relation
 
 GROWTH_FIELDS = ("likes", "views", "comment_count")
 DEGREE_RELATIONS = ("has_same_author_as", "has_same_topic_as", "is_history_of")
@@ -26,6 +33,9 @@ DEGREE_RELATIONS = ("has_same_author_as", "has_same_topic_as", "is_history_of")
 BUCKET_MEANS = {"has_same_author_as": "author", "has_same_topic_as": "topic"}
 MEAN_COLUMNS = ("log_fans", "log_likes", "log_views", "log_shares", "log_collects", "log_comment_count",
                 "age_days", "log_age_days", "growth_likes", "growth_views")
+PASS_ROWS = 1 << 16  # rows per step of the passes over the whole store
+BLOCK_ROWS = 8192  # rows per step of `SampleFeatures.rows` (bounds its temporaries, about 25 MB)
+CHECKPOINT = 16  # a bucket relation's prefix sum is kept at every 16th member position
 
 
 def sample_feature_names() -> list[str]:
@@ -43,54 +53,145 @@ def bucket_mean_names() -> list[str]:
     return [f"{short}_mean_{c}" for short in BUCKET_MEANS.values() for c in MEAN_COLUMNS]
 
 
-def bucket_prefix_means(rel, values: np.ndarray, num_tails: int) -> np.ndarray:
-    """Per tail node, the mean of `values` rows over its in-neighbours in bucket relation `rel`."""
-    lo, hi = np.asarray(rel.lo, dtype=np.int64), np.asarray(rel.hi, dtype=np.int64)
-    members = np.arange(num_tails) if rel.members is None else np.asarray(rel.members, dtype=np.int64)
-    sums = np.zeros((len(members) + 1, values.shape[1]))
-    np.cumsum(values[members], axis=0, out=sums[1:])
-    return (sums[hi] - sums[lo]) / np.maximum(hi - lo, 1)[:, None]
-
-
-def latest_history_state(store: "GraphStore", ctime: np.ndarray) -> np.ndarray:
-    """Per video node, its latest earlier state (max current time among its history in-neighbours), or -1."""
-    n = store.num_nodes("video")
-    rel = store.topology.relations["is_history_of"]
-    indptr = np.asarray(rel.indptr, dtype=np.int64)
-    src = np.asarray(rel.indices, dtype=np.int64)
-    dst = np.repeat(np.arange(n), np.diff(indptr))
-    last = np.full(n, -1, dtype=np.int64)
-    if src.size:
-        order = np.lexsort((ctime[src], dst))  # per dst ascending ctime: the last edge of each dst wins
-        last[dst[order]] = src[order]
-    return last
-
-
 def sample_features(store: "GraphStore") -> np.ndarray:
-    """[num_videos, len(sample_feature_names())] float64 matrix of the store's samples."""
-    n = store.num_nodes("video")
-    cols = []
-    logs = {}
-    for c in COUNT_FIELDS:
-        v = store.column(c).astype(np.float64)
-        logs[c] = np.log1p(np.maximum(v, 0.0))
-        cols.append(logs[c])
-    cols += [store.column(f"{c}_missing").astype(np.float64) for c in COUNT_FIELDS]
-    ctime = store.column("ctime").astype(np.float64)
-    age = np.maximum(ctime - store.column("post_time").astype(np.float64), 0.0) / DAY
-    cols += [age, np.log1p(age)]
-    last = latest_history_state(store, ctime)
-    has = last >= 0
-    gap = np.where(has, (ctime - ctime[np.maximum(last, 0)]) / DAY, 0.0)
-    cols += [has.astype(np.float64), gap, np.log1p(np.maximum(gap, 0.0))]
-    cols += [np.where(has, logs[c] - logs[c][np.maximum(last, 0)], 0.0) for c in GROWTH_FIELDS]
-    rels = store.topology.relations
-    cols += [np.log1p(rels[r].in_degrees(n).astype(np.float64)) if r in rels else np.zeros(n) for r in DEGREE_RELATIONS]
-    cols.append(np.log1p(np.maximum(store.column("duration").astype(np.float64), 0.0)))
-    platform = store.column("platform").astype(np.int64)
-    cols += [(platform == i).astype(np.float64) for i in range(len(PLATFORMS))]
-    own = np.stack(cols, axis=1)
-    names = sample_feature_names()
-    pick = own[:, [names.index(c) for c in MEAN_COLUMNS]]
-    means = [bucket_prefix_means(rels[r], pick, n) if r in rels else np.zeros_like(pick) for r in BUCKET_MEANS]
-    return np.concatenate([own, *means], axis=1)
+    """[num_videos, len(sample_feature_names())] float64 matrix of the store's samples (all rows at once)."""
+    return SampleFeatures(store).rows(0, store.num_nodes("video"))
+
+
+class _BucketPrefix:
+    """Prefix sums of the averaged columns over a bucket relation's members, kept every CHECKPOINT positions.
+
+    Position p's sum is the checkpoint before it plus the members since, added in the same order as a
+    single cumulative sum over all members would add them, so the sums are the same to the last bit.
+    """
+
+    def __init__(self, rel: "Relation", pick: np.ndarray, n: int) -> None:
+        self.rel, self.pick, self.n = rel, pick, n
+        self.members = None if rel.members is None else read_rows(rel.members, 0, n)  # int32, 4 bytes a video
+        self.checkpoints = np.zeros((n // CHECKPOINT + 1, pick.shape[1]))
+        carry = None
+        for a in range(0, n, PASS_ROWS):
+            vals = self._values(np.arange(a, min(n, a + PASS_ROWS)))
+            sums = np.cumsum(vals if carry is None else np.concatenate([carry[None], vals]), axis=0)
+            if carry is not None:
+                sums = sums[1:]
+            carry = sums[-1]
+            at = np.arange(-(-(a + 1) // CHECKPOINT) * CHECKPOINT, min(n, a + PASS_ROWS) + 1, CHECKPOINT)  # in (a, b]
+            self.checkpoints[at // CHECKPOINT] = sums[at - a - 1]
+
+    def _values(self, positions: np.ndarray) -> np.ndarray:
+        nodes = positions if self.members is None else self.members[positions]
+        return self.pick[nodes]
+
+    def at(self, positions: np.ndarray) -> np.ndarray:
+        """Prefix sums (len(positions), columns) at member positions 0..n."""
+        positions = np.asarray(positions, dtype=np.int64)
+        block, offset = positions // CHECKPOINT, positions % CHECKPOINT
+        idx = np.minimum(block[:, None] * CHECKPOINT + np.arange(CHECKPOINT), self.n - 1) if self.n else \
+            np.zeros((len(positions), CHECKPOINT), np.int64)
+        vals = self._values(idx.ravel()).reshape(len(positions), CHECKPOINT, -1) if self.n else \
+            np.zeros((len(positions), CHECKPOINT, self.pick.shape[1]))
+        out = np.empty((len(positions), self.pick.shape[1]))
+        first = block == 0  # a single cumulative sum starts with the first value itself, not 0 + it
+        if first.any():
+            sums = np.concatenate([np.zeros((int(first.sum()), 1, vals.shape[2])), np.cumsum(vals[first], axis=1)], axis=1)
+            out[first] = sums[np.arange(len(sums)), offset[first]]
+        rest = ~first
+        if rest.any():
+            sums = np.cumsum(np.concatenate([self.checkpoints[block[rest]][:, None], vals[rest]], axis=1), axis=1)
+            out[rest] = sums[np.arange(len(sums)), offset[rest]]
+        return out
+
+    def means(self, lo: int, hi: int) -> np.ndarray:
+        """Per tail node in [lo, hi), the mean of the averaged columns over its in-neighbours."""
+        b_lo = read_rows(self.rel.lo, lo, hi).astype(np.int64)
+        b_hi = read_rows(self.rel.hi, lo, hi).astype(np.int64)
+        positions, inverse = np.unique(np.concatenate([b_lo, b_hi]), return_inverse=True)
+        sums = self.at(positions)
+        return (sums[inverse[hi - lo:]] - sums[inverse[:hi - lo]]) / np.maximum(b_hi - b_lo, 1)[:, None]
+
+
+class SampleFeatures:
+    """Rows of the per-sample feature matrix of a store, computed by range (see the module docstring)."""
+
+    def __init__(self, store: "GraphStore") -> None:
+        self.n = n = store.num_nodes("video")
+        self.columns = {name: ColumnReader(store.root[f"columns/{name}"]) for name in store.root["columns"].array_keys()}
+        self.rels = store.topology.relations
+        self.ctime = store.column("ctime").astype(np.float64)
+        names = sample_feature_names()
+        self.pick_index = [names.index(c) for c in MEAN_COLUMNS]
+        self.pick = np.empty((n, len(MEAN_COLUMNS)))
+        log_at = {c: MEAN_COLUMNS.index(f"log_{c}") for c in COUNT_FIELDS}
+        for a in range(0, n, PASS_ROWS):  # the columns that depend on the sample alone
+            b = min(n, a + PASS_ROWS)
+            for c in COUNT_FIELDS:
+                self.pick[a:b, log_at[c]] = self._log_count(c, a, b)
+            age = self._age(a, b)
+            self.pick[a:b, MEAN_COLUMNS.index("age_days")] = age
+            self.pick[a:b, MEAN_COLUMNS.index("log_age_days")] = np.log1p(age)
+        for a in range(0, n, PASS_ROWS):  # growth since the previous state, which may be any node
+            b = min(n, a + PASS_ROWS)
+            last = self._last_state(a, b)
+            for c in ("likes", "views"):
+                self.pick[a:b, MEAN_COLUMNS.index(f"growth_{c}")] = self._growth(c, last, a, b)
+        self.prefix = {r: _BucketPrefix(self.rels[r], self.pick, n) for r in BUCKET_MEANS if r in self.rels}
+
+    def _log_count(self, c: str, lo: int, hi: int) -> np.ndarray:
+        return np.log1p(np.maximum(self.columns[c].rows(lo, hi).astype(np.float64), 0.0))
+
+    def _age(self, lo: int, hi: int) -> np.ndarray:
+        return np.maximum(self.ctime[lo:hi] - self.columns["post_time"].rows(lo, hi).astype(np.float64), 0.0) / DAY
+
+    def _last_state(self, lo: int, hi: int) -> np.ndarray:
+        """Per video node in [lo, hi), its latest earlier state (max current time among its history in-neighbours), or -1."""
+        last = np.full(hi - lo, -1, dtype=np.int64)
+        rel = self.rels.get("is_history_of")
+        if rel is None:
+            return last
+        indptr = read_rows(rel.indptr, lo, hi + 1).astype(np.int64)
+        src = read_rows(rel.indices, int(indptr[0]), int(indptr[-1])).astype(np.int64)
+        if src.size:
+            dst = np.repeat(np.arange(hi - lo), np.diff(indptr))
+            order = np.lexsort((self.ctime[src], dst))  # per dst ascending ctime: the last edge of each dst wins
+            last[dst[order]] = src[order]
+        return last
+
+    def _growth(self, c: str, last: np.ndarray, lo: int, hi: int) -> np.ndarray:
+        logs = self.pick[:, MEAN_COLUMNS.index(f"log_{c}")]
+        return np.where(last >= 0, logs[lo:hi] - logs[np.maximum(last, 0)], 0.0)
+
+    def _degree(self, r: str, lo: int, hi: int) -> np.ndarray:
+        rel = self.rels.get(r)
+        if rel is None:
+            return np.zeros(hi - lo)
+        if rel.kind in ("range", "csc"):
+            deg = np.diff(read_rows(rel.indptr, lo, hi + 1).astype(np.int64))
+        else:
+            deg = read_rows(rel.hi, lo, hi).astype(np.int64) - read_rows(rel.lo, lo, hi).astype(np.int64)
+        return np.log1p(deg.astype(np.float64))
+
+    def rows(self, lo: int, hi: int) -> np.ndarray:
+        """Rows [lo, hi) of the matrix ([hi - lo, len(sample_feature_names())] float64)."""
+        lo, hi = max(0, int(lo)), min(self.n, int(hi))
+        parts = [self._block(a, min(hi, a + BLOCK_ROWS)) for a in range(lo, hi, BLOCK_ROWS)]
+        return np.concatenate(parts) if parts else np.zeros((0, len(sample_feature_names())))
+
+    def _block(self, lo: int, hi: int) -> np.ndarray:
+        pick = self.pick[lo:hi]
+        cols = [pick[:, MEAN_COLUMNS.index(f"log_{c}")] for c in COUNT_FIELDS]
+        cols += [self.columns[f"{c}_missing"].rows(lo, hi).astype(np.float64) for c in COUNT_FIELDS]
+        cols += [pick[:, MEAN_COLUMNS.index("age_days")], pick[:, MEAN_COLUMNS.index("log_age_days")]]
+        last = self._last_state(lo, hi)
+        has = last >= 0
+        gap = np.where(has, (self.ctime[lo:hi] - self.ctime[np.maximum(last, 0)]) / DAY, 0.0)
+        cols += [has.astype(np.float64), gap, np.log1p(np.maximum(gap, 0.0))]
+        cols += [pick[:, MEAN_COLUMNS.index(f"growth_{c}")] if f"growth_{c}" in MEAN_COLUMNS else
+                 self._growth(c, last, lo, hi) for c in GROWTH_FIELDS]
+        cols += [self._degree(r, lo, hi) for r in DEGREE_RELATIONS]
+        cols.append(np.log1p(np.maximum(self.columns["duration"].rows(lo, hi).astype(np.float64), 0.0)))
+        platform = self.columns["platform"].rows(lo, hi).astype(np.int64)
+        cols += [(platform == i).astype(np.float64) for i in range(len(PLATFORMS))]
+        own = np.stack(cols, axis=1)
+        means = [self.prefix[r].means(lo, hi) if r in self.prefix else np.zeros_like(pick) for r in BUCKET_MEANS]
+        return np.concatenate([own, *means], axis=1)
