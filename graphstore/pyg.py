@@ -129,6 +129,11 @@ class GraphStoreFeatureStore(FeatureStore):
     def _remove_tensor(self, attr: TensorAttr) -> bool:
         raise UserError("GraphStoreFeatureStore is read-only")
 
+    def close(self) -> None:
+        """Frees this store's feature memory now (chunk caches, maps, open files); reads after it reopen."""
+        for arr in self.arrays.values():
+            arr.close()
+
 
 def _only_auto(raw_read: str, feature_cache: str) -> None:
     if raw_read != "auto":
@@ -183,6 +188,12 @@ class LookaheadFeatureStore(GraphStoreFeatureStore):
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "cache": None}  # a DataLoader worker samples only
+
+    def close(self) -> None:
+        """Frees the look-ahead cache's rows (its budget) and the arrays' memory now."""
+        if self.cache is not None:
+            self.cache.close()
+        super().close()
 
     def _get_tensor(self, attr: TensorAttr) -> torch.Tensor | None:
         if self.cache is not None and attr.attr_name == "x" and attr.index is not None:

@@ -21,12 +21,22 @@ def iter_batches(store: GraphStore, nodes: np.ndarray, cfg: PretrainConfig, *, f
     except ImportError as exc:  # the loader of issue 4 is missing or broken
         raise UserError(f"graphstore.pyg.make_loader is not importable ({exc})") from exc
 
-    return iter(make_loader(
+    loader = make_loader(
         store, split="train", seeds=np.asarray(nodes, dtype=np.int64), fanouts=list(fanouts or cfg.fanouts),
         batch_size=batch_size or cfg.batch_size, shuffle=False, num_workers=cfg.num_workers,
         seed=seed, relations=cfg.relations(), cache_bytes=int(cfg.feature_cache_mb) << 20,
         feature_cache=cfg.feature_cache,
-    ))
+    )
+    return _closing(loader)
+
+
+def _closing(loader) -> Iterator:
+    """The loader's batches; its feature memory is freed as soon as the caller stops (end, break or error),
+    so a train loader and the val/test loaders after it never hold their budgets at once."""
+    try:
+        yield from loader
+    finally:
+        loader.data[0].close()
 
 
 def batch_inputs(batch, device: torch.device, labels: KnownLabels | None = None, label_drop: float = 0.0,

@@ -188,6 +188,40 @@ def test_a_second_iterator_takes_over_the_cache(la_store):
     assert ours.data[0].cache.stats()["high_water_bytes"] <= feature_bytes(la_store) // 8
 
 
+def test_close_returns_the_budget_and_a_later_pass_is_the_same(la_store):
+    """close() frees every resident row at once (a loader left to the garbage collector kept its budget:
+    train, val and test loaders then held three budgets, and scale 10 ran out of memory)."""
+    plain = make_loader(la_store, **KW)
+    ours = make_loader(la_store, feature_cache="lookahead", cache_bytes=feature_bytes(la_store) // 4,
+                       lookahead_batches=3, **KW)
+    for loader in (plain, ours):  # closed in the middle of a pass, with reads staged
+        for i, _ in enumerate(loader):
+            if i == 2:
+                break
+    cache = ours.data[0].cache
+    assert cache.resident_bytes > 0
+    ours.data[0].close()
+    assert cache.resident_bytes == 0 and cache.in_flight_bytes == 0
+    assert all(tc.slab is None for tc in cache.types.values())
+    assert_same_batches(list(plain), list(ours))  # starts empty, refills, serves the same rows
+    assert cache.resident_bytes > 0
+
+
+def test_netgpt_batches_close_their_loader(la_store, monkeypatch):
+    """netgpt's iter_batches frees its loader's feature memory when the caller stops early."""
+    from graphstore.pyg import LookaheadFeatureStore
+    from netgpt.config import preset
+    from netgpt.data import iter_batches
+
+    closed = []
+    monkeypatch.setattr(LookaheadFeatureStore, "close", lambda self: closed.append(self))
+    cfg = preset("cpu", feature_cache="lookahead", feature_cache_mb=1)
+    for i, _ in enumerate(iter_batches(la_store, la_store.split("train"), cfg, batch_size=8)):
+        if i == 1:
+            break
+    assert len(closed) == 1
+
+
 def test_bad_budgets_and_options_are_clear(la_store):
     for bad in (0, -5, 1.5, True, "1GB"):
         with pytest.raises(UserError, match="budget"):

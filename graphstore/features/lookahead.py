@@ -514,11 +514,22 @@ class LookaheadCache:
                 "bytes_read": sum(v["bytes_read"] for v in per.values()), "types": per}
 
     def close(self) -> None:
-        """Waits for background reads and stops the reader thread."""
+        """Waits for background reads, stops the reader thread and frees every resident row and staged
+        read, so the budget's memory is returned now rather than whenever the garbage collector finds the
+        loader; a later `begin` starts from an empty cache."""
         if self._pool is not None and self._pid == os.getpid():
             self._drain()
             self._pool.shutdown(wait=True)
         self._pool = None
+        for prep in list(self._prepared.values()):
+            self._release(prep)
+        self._reset_state()
+        for tc in self.types.values():
+            tc.slab = None
+            if tc.planner is not None:
+                tc.planner = RowPlanner(tc.rows, tc.capacity, self.policy)
+        with self._lock:
+            self.resident_bytes = 0
 
     def __getstate__(self) -> dict:
         raise TypeError("a LookaheadCache stays in the process that made it (DataLoader workers only sample)")
