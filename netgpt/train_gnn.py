@@ -21,7 +21,7 @@ from .config import PretrainConfig
 from .data import batch_inputs, edge_types, input_dims, iter_batches
 from .distributed import DistContext, barrier, broadcast_flag, cleanup, gather_arrays, init_distributed, shard_seeds
 from .metrics import regression_metrics
-from .models.labels import KnownLabels, known_labels
+from .models.labels import LABEL_COLUMNS, KnownLabels, known_labels
 from .run_files import torch_save, write_predictions
 
 STAGE = "pretrain"
@@ -33,8 +33,6 @@ def build_model(cfg: PretrainConfig, in_dims: dict[str, int], etypes: list[tuple
                 visual_cols: tuple[int, int] | None = None, numeric_cols: tuple[int, int] | None = None) -> torch.nn.Module:
     """The configured graph model (sage, rgcn, or a baseline gcn/han/hgt) behind its input transform."""
     from .models.inputs import InputTransform, WithInputs
-
-    from .models.labels import LABEL_COLUMNS
 
     transform = InputTransform(in_dims, visual_cols if cfg.no_video_features else None, numeric_cols, cfg.numeric_bins)
     in_dims = dict(transform.out_dims)
@@ -283,12 +281,13 @@ def _run(run_dir: Path, store_path: Path, cfg: PretrainConfig, ctx: DistContext,
     finished = bad_epochs >= cfg.patience or start_epoch + ran >= cfg.epochs
     if not broadcast_flag(ctx, bool(finished)):
         return {"stopped_after_epochs": ran}
-    return final_evaluation(run_dir, store, model, cfg, ctx, stage, progress)
+    return final_evaluation(run_dir, store, model, cfg, ctx, labels, stage, progress)
 
 
 def final_evaluation(run_dir: Path, store: GraphStore, model: torch.nn.Module, cfg: PretrainConfig,
-                     ctx: DistContext, stage: str = STAGE, progress: bool = True) -> dict:
-    """Load best.pt; write predictions_<split>.parquet and metrics.json for val and test."""
+                     ctx: DistContext, labels: KnownLabels | None, stage: str = STAGE, progress: bool = True) -> dict:
+    """Load best.pt; write predictions_<split>.parquet and metrics.json for val and test (`labels`: the
+    run's KnownLabels, None when the model reads none)."""
     out = run_dir / stage
     ck = torch.load(out / "best.pt", map_location=ctx.device, weights_only=False)
     model.load_state_dict(ck["model"])
@@ -296,7 +295,7 @@ def final_evaluation(run_dir: Path, store: GraphStore, model: torch.nn.Module, c
     results = {}
     for split in EVAL_SPLITS:
         nodes = store.split(split)
-        n, yt, yp = predict_nodes(model, store, nodes, cfg, ctx, desc=split, progress=progress)
+        n, yt, yp = predict_nodes(model, store, nodes, cfg, ctx, desc=split, progress=progress, labels=labels)
         results[split] = regression_metrics(yt, yp)
         if ctx.is_main:
             write_predictions(out / f"predictions_{split}.parquet", n, ids, yt, yp)

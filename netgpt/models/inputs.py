@@ -8,6 +8,8 @@ from torch import Tensor, nn
 
 from graphstore.store import GraphStore
 
+from .labels import LABEL_INPUT, SEED_STAT_COLUMNS, SEED_STAT_INPUT
+
 SCALER_ROWS = 20_000  # rows per node type the statistics are computed from (a seeded subsample of train)
 MIN_STD = 1e-3  # constant columns (e.g. an all-zero placeholder) are centred, not blown up
 
@@ -122,8 +124,6 @@ class WithInputs(nn.Module):
 
     def __init__(self, inputs: nn.Module, model: nn.Module, label_inputs: bool = False, d: int = 0):
         super().__init__()
-        from .labels import SEED_STAT_COLUMNS
-
         self.inputs = inputs
         self.model = model
         self.label_inputs = label_inputs
@@ -131,8 +131,6 @@ class WithInputs(nn.Module):
             self.seed_stats = nn.Sequential(nn.Linear(SEED_STAT_COLUMNS, d), nn.ReLU(), nn.Linear(d, d))
 
     def forward(self, x_dict, edge_index_dict, batch_size: int):
-        from .labels import LABEL_INPUT, SEED_STAT_INPUT
-
         scaled = self.inputs(x_dict)
         if not self.label_inputs:
             return self.model(scaled, edge_index_dict, batch_size)
