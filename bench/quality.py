@@ -4,7 +4,11 @@ Models: the default stage-1 graph model (sage), the paper's RGCN at CPU width (`
 the sample's own features, LightGBM with the author's history, LightGBM with the graph's exact
 neighbourhood aggregates (feature means and train-level statistics, `lightgbm_graph`), the train mean, and an upper bound: LightGBM on the own features plus the generator's
 graph-visible latents (topic heat, author reach, the author's growth speed), i.e. what a model that
-extracted everything the graph holds about them would know.
+knew them exactly would know; and a tighter bound, `neighbour_latents`: LightGBM on the tabular
+features plus, over each sample's earlier same-author and same-topic videos (its in-neighbours, each
+video once, its own video left out), the mean of their true log-scale drivers and growth speeds and
+their number. That is everything the causal neighbourhood could reveal if every neighbour's counts
+were read without noise, so no model on these graphs can be expected to beat it.
 
     python3 bench/quality.py --scale 0.1 --seeds 0 1 2 --out bench/results_quality_0.1.json
 """
@@ -32,13 +36,53 @@ UPPER_LATENTS = (*GRAPH_VISIBLE_LATENTS, "tau")
 
 def upper_bound(store: GraphStore, latents_file: Path, seed: int) -> dict:
     """LightGBM on the sample's own features plus its graph-visible latents (test metrics)."""
+    lat = latents_of(store, latents_file, UPPER_LATENTS)
+    return run_lightgbm(store, seed, own_only=True, extra=(np.stack([lat[c] for c in UPPER_LATENTS], axis=1),
+                                                                list(UPPER_LATENTS)))
+
+
+def latents_of(store: GraphStore, latents_file: Path, columns: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """The generator's latents per video node of the store."""
     import pyarrow.parquet as pq
 
     table = pq.read_table(latents_file)
     pos = {k: i for i, k in enumerate(table.column("sample_id").to_pylist())}
     rows = np.array([pos[s] for s in store.sample_ids()])
-    lat = np.stack([table.column(c).to_numpy()[rows] for c in UPPER_LATENTS], axis=1)
-    return run_lightgbm(store, seed, own_only=True, extra=(lat, list(UPPER_LATENTS)))
+    return {c: table.column(c).to_numpy()[rows] for c in columns}
+
+
+def neighbour_video_means(store: GraphStore, relation: str, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per node, the mean of a per-video constant over the distinct videos among its in-neighbours in a
+    bucket relation, its own video left out (NaN when there are none), and their number.
+
+    A video is counted at its first state (no history in-neighbour); every node is in its own bucket
+    prefix, and so is its video's first state, which is subtracted."""
+    rel = store.topology.relations[relation]
+    n = values.size
+    first = np.diff(np.asarray(store.topology.relations["is_history_of"].indptr)) == 0
+    members = np.arange(n) if rel.members is None else np.asarray(rel.members, dtype=np.int64)
+    sums = np.zeros((n + 1, 2))
+    np.cumsum(np.stack([np.where(first, values, 0.0), first], axis=1)[members], axis=0, out=sums[1:])
+    lo, hi = np.asarray(rel.lo, dtype=np.int64), np.asarray(rel.hi, dtype=np.int64)
+    total = sums[hi] - sums[lo] - np.stack([values, np.ones(n)], axis=1)
+    count = np.maximum(total[:, 1], 0.0)
+    return np.where(count > 0, total[:, 0] / np.maximum(count, 1.0), np.nan), count
+
+
+def neighbour_ceiling(store: GraphStore, latents_file: Path, seed: int) -> dict:
+    """LightGBM on the tabular features plus the noise-free drivers and growth speeds of each sample's
+    earlier same-author and same-topic videos (test metrics)."""
+    lat = latents_of(store, latents_file, ("appeal", "topic_heat", "author_reach", "hidden", "tau"))
+    driver = lat["appeal"] + lat["topic_heat"] + lat["author_reach"] + lat["hidden"]
+    cols, names = [], []
+    for relation, short in (("has_same_author_as", "author"), ("has_same_topic_as", "topic")):
+        for name, values in (("driver", driver), ("tau", lat["tau"])):
+            mean, count = neighbour_video_means(store, relation, values)
+            cols.append(mean)
+            names.append(f"{short}_videos_mean_{name}")
+        cols.append(count)
+        names.append(f"{short}_videos")
+    return run_lightgbm(store, seed, extra=(np.stack(cols, axis=1), names))
 
 
 def main() -> None:
@@ -71,6 +115,9 @@ def main() -> None:
     t = time.perf_counter()
     results["upper_bound_latents"] = summarise([upper_bound(store, latents_path(data), s) for s in args.seeds])
     timings["upper_bound_latents"] = (time.perf_counter() - t) / len(args.seeds)
+    t = time.perf_counter()
+    results["neighbour_latents"] = summarise([neighbour_ceiling(store, latents_path(data), s) for s in args.seeds])
+    timings["neighbour_latents"] = (time.perf_counter() - t) / len(args.seeds)
     table = markdown_table(results)
     print(table)
     record = {"command": " ".join(sys.argv), "machine": f"{platform.processor() or platform.machine()}, "

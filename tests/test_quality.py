@@ -219,3 +219,27 @@ def test_a_seed_never_reads_its_own_level(store):
         assert predict(own_changed)[i] == base[i]
     others = ~np.isin(k.video, k.video[seeds])
     assert not np.allclose(predict(KnownLabels.from_levels(s, np.where(others, flipped, k.level), k.video)), base)
+
+
+def test_neighbour_ceiling_averages_each_earlier_video_once_without_its_own(store):
+    import importlib.util
+
+    from netgpt.models.labels import BUCKET_RELATIONS, video_components
+
+    spec = importlib.util.spec_from_file_location("quality_bench", Path(__file__).parents[1] / "bench" / "quality.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    s = GraphStore.open(store)
+    video = video_components(s)
+    per_video = np.random.default_rng(0).normal(size=video.max() + 1)
+    values = per_video[video]
+    for rel in BUCKET_RELATIONS:
+        mean, count = bench.neighbour_video_means(s, rel, values)
+        for v in range(s.num_nodes("video")):
+            others = np.unique(video[s.in_neighbors(rel, v)])
+            others = others[others != video[v]]
+            assert count[v] == others.size
+            if others.size:
+                np.testing.assert_allclose(mean[v], per_video[others].mean(), rtol=1e-9)
+            else:
+                assert np.isnan(mean[v])
