@@ -380,8 +380,7 @@ def _check_duplicate_ids(samples: Path, staging: Path, before: int | None) -> No
         con.execute(f"SET temp_directory='{(staging / 'spill').as_posix()}'")
         where = "" if before is None else f"WHERE pos < {int(before)}"
         con.execute(f"CREATE VIEW ids AS SELECT sample_id, pos FROM read_parquet('{samples.as_posix()}') {where}")
-        if con.execute("SELECT count(*) FROM ids").fetchone()[0] == \
-                con.execute("SELECT count(DISTINCT sample_id) FROM ids").fetchone()[0]:
+        if con.execute("SELECT count(*) = count(DISTINCT sample_id) FROM ids").fetchone()[0]:
             return
         dup = con.execute("""
             SELECT sample_id FROM (SELECT sample_id, pos, row_number() OVER (PARTITION BY sample_id ORDER BY pos) AS k FROM ids)

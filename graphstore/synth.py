@@ -611,8 +611,8 @@ def _latent_blocks(plan: _Plan) -> Iterator[dict[str, np.ndarray]]:
         hi = min(plan.ns, lo + LATENT_ROWS)
         vid = plan.vid_of[lo:hi]
         block = {"sample_id": plan.sample_ids[lo:hi].astype(str)}
-        block.update({k: plan.latents_v[k][vid] for k in ("topic_heat", "author_reach", "appeal", "hidden", "tau", "boost")})
-        block.update({k: plan.latents_s[k][lo:hi] for k in ("early_noise", "age_days")})
+        block.update({k: v[vid] for k, v in plan.latents_v.items()})
+        block.update({k: v[lo:hi] for k, v in plan.latents_s.items()})
         block["level"] = plan.level_v[vid].astype(np.int8)
         yield block
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from graphstore.errors import UserError, check_node_id
+from graphstore.zarr_io import read_rows
 
 RELATION_KINDS = ("aligned", "range", "csc", "bucket")
 
@@ -33,13 +34,15 @@ class Relation:
     def edge_type(self) -> tuple[str, str, str]:
         return (self.head, self.name, self.tail)
 
-    def in_degrees(self, num_tails: int) -> np.ndarray:
-        """In-degree of every tail node (int64)."""
+    def in_degrees(self, num_tails: int, lo: int = 0, hi: int | None = None) -> np.ndarray:
+        """In-degree (int64) of tail nodes [lo, hi), by default of all `num_tails`; only that range of the
+        index arrays is read (a memory-mapped one with a file read, so no page of it stays mapped)."""
+        hi = num_tails if hi is None else hi
         if self.kind == "aligned":
-            return np.ones(num_tails, dtype=np.int64)
+            return np.ones(hi - lo, dtype=np.int64)
         if self.kind in ("range", "csc"):
-            return np.diff(np.asarray(self.indptr, dtype=np.int64))
-        return np.asarray(self.hi, dtype=np.int64) - np.asarray(self.lo, dtype=np.int64)
+            return np.diff(read_rows(self.indptr, lo, hi + 1).astype(np.int64))
+        return read_rows(self.hi, lo, hi).astype(np.int64) - read_rows(self.lo, lo, hi).astype(np.int64)
 
     def in_degree(self, v: int) -> int:
         """In-degree of tail node v."""

@@ -475,9 +475,7 @@ class LookaheadCache:
         for tc in self.types.values():
             if tc.planner is not None:
                 tc.planner.reset()
-        for prep in self._prepared.values():
-            self._release(prep)
-        self._reset_state()
+        self._forget_batches()
         self._token += 1
         return LookaheadSession(self, self._token)
 
@@ -521,9 +519,7 @@ class LookaheadCache:
             self._drain()
             self._pool.shutdown(wait=True)
         self._pool = None
-        for prep in list(self._prepared.values()):
-            self._release(prep)
-        self._reset_state()
+        self._forget_batches()
         for tc in self.types.values():
             tc.slab = None
             if tc.planner is not None:
@@ -535,6 +531,12 @@ class LookaheadCache:
         raise TypeError("a LookaheadCache stays in the process that made it (DataLoader workers only sample)")
 
     # --- internals ----------------------------------------------------------------------------------
+    def _forget_batches(self) -> None:
+        """Drops every registered and prepared batch, returning their staged reads to the budget."""
+        for prep in list(self._prepared.values()):
+            self._release(prep)
+        self._reset_state()
+
     def _reset_state(self) -> None:
         self._registered: dict[int, dict[str, np.ndarray]] = {}
         self._prepared: dict[int, dict[str, _Prepared]] = {}

@@ -119,8 +119,6 @@ class SampleFeatures:
         self.columns = {name: ColumnReader(store.root[f"columns/{name}"]) for name in store.root["columns"].array_keys()}
         self.rels = store.topology.relations
         self.ctime = store.column("ctime").astype(np.float64)
-        names = sample_feature_names()
-        self.pick_index = [names.index(c) for c in MEAN_COLUMNS]
         self.pick = np.empty((n, len(MEAN_COLUMNS)))
         log_at = {c: MEAN_COLUMNS.index(f"log_{c}") for c in COUNT_FIELDS}
         for a in range(0, n, PASS_ROWS):  # the columns that depend on the sample alone
@@ -165,11 +163,7 @@ class SampleFeatures:
         rel = self.rels.get(r)
         if rel is None:
             return np.zeros(hi - lo)
-        if rel.kind in ("range", "csc"):
-            deg = np.diff(read_rows(rel.indptr, lo, hi + 1).astype(np.int64))
-        else:
-            deg = read_rows(rel.hi, lo, hi).astype(np.int64) - read_rows(rel.lo, lo, hi).astype(np.int64)
-        return np.log1p(deg.astype(np.float64))
+        return np.log1p(rel.in_degrees(self.n, lo, hi).astype(np.float64))
 
     def rows(self, lo: int, hi: int) -> np.ndarray:
         """Rows [lo, hi) of the matrix ([hi - lo, len(sample_feature_names())] float64)."""
