@@ -359,3 +359,15 @@ def test_row_reader_reads_exact_rows(la_store, mode):
 def test_spans_group_near_rows_within_a_chunk():
     lo, hi = la.spans(np.array([0, 1, 5, 30, 31, 64, 65]), chunk_rows=64, max_gap=4)
     assert lo.tolist() == [0, 30, 64] and hi.tolist() == [6, 32, 66]
+
+
+def test_split_budget_holds_only_narrow_or_tiny_matrices_whole():
+    """Wide matrices compete row by row (their hot rows), narrow ones are held whole; all whole when all fit."""
+    arrays = {"counts": (1000, 8), "wide_a": (1000, 512), "wide_b": (1000, 512), "small_wide": (10, 512)}
+    plan = la.split_budget(arrays, row_budget=600_000)
+    assert plan["counts"] == (1000, True) and plan["small_wide"] == (10, True)
+    assert not plan["wide_a"][1] and not plan["wide_b"][1]
+    assert plan["wide_a"][0] == plan["wide_b"][0] > 0  # equal sizes, equal shares
+    used = sum(rows * arrays[t][1] for t, (rows, _) in plan.items())
+    assert used <= 600_000
+    assert all(whole for _, whole in la.split_budget(arrays, row_budget=10 * 1_100_000).values())

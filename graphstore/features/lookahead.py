@@ -9,13 +9,14 @@ then serves the batch from resident rows plus those staged reads. What is kept o
 bytes are read from disk, never the values served: batches are bit-identical to an uncached gather.
 
 Budget (`budget_bytes`), never exceeded (`high_water_bytes` records the peak):
-  - a staging pool of min(budget / 4, 256 MiB) holds one batch's prefetched rows in flight plus a
+  - a staging pool of min(budget / 4, 64 MiB) holds one batch's prefetched rows in flight plus a
     coalescing read buffer (at most half the pool, 8 MiB); while residents leave more free, a batch
     may stage up to half of that instead (admission then still fits); misses that do not fit are read
     at gather time straight into the batch (`direct`), never admitted;
-  - the rest holds resident rows: whole matrices first, smallest first, while together they take at
-    most half of it (tiny matrices such as the 2-column counts cost more in per-row bookkeeping than in
-    bytes); what remains is split among the other types in proportion to their matrices' sizes.
+  - the rest holds resident rows: narrow or tiny matrices whole first, smallest first, while together
+    they take at most half of it (the 2-column counts cost more in per-row bookkeeping than in bytes);
+    what remains is split among the other types in proportion to their matrices' sizes, so that their
+    hottest rows compete (a wide matrix held whole would spend as much on its cold rows as on its hot).
 Not counted: the per-node index of each partially cached type (8 bytes a node: slot map and last
 occurrence, like the sampler's own relabel maps), per-slot bookkeeping (24 bytes a slot) and the K
 sampled batches the loader holds; `LookaheadCache.stats()` reports them as `index_bytes`.
@@ -41,9 +42,13 @@ except ImportError:  # NumPy paths serve the cache without the extension
     _gather_cpp = None
 
 NEVER = 1 << 62  # next use unknown within the window (or never); 2 * NEVER + 1 still fits in int64
-STAGE_SHARE, STAGE_MAX = 4, 256 << 20  # staging pool: budget / 4, at most 256 MiB
+# staging pool: budget / 4, at most 64 MiB (a batch's misses at scale 1-10 are ~10-25 MB; more of the
+# budget in the pool is less for resident rows: 64 instead of 256 MiB cut misses by 14 % at scale 1, 1/4)
+STAGE_SHARE, STAGE_MAX = 4, 64 << 20
 SCRATCH_MAX = 8 << 20  # coalescing read buffer: at most half the staging pool, at most 8 MiB
 PIN_SHARE = 0.5  # whole matrices (smallest first) may take at most this share of the row budget
+PIN_ROW_BYTES = 128  # ... and only narrow ones (per-row bookkeeping, 32 bytes, is a large share of a row)
+PIN_TINY_SHARE = 1 / 64  # ... or tiny ones (a 64th of the row budget)
 COALESCE_BYTES = 16 << 10  # a gap of at most this many bytes (and 64 rows) between two missing rows is read through
 MAX_GAP_ROWS = 64
 
@@ -788,14 +793,18 @@ class LookaheadSession:
 def split_budget(arrays: Mapping[str, tuple[int, int]], row_budget: int) -> dict[str, tuple[int, bool]]:
     """(capacity in rows, whole) per type from (rows, row bytes): small matrices whole, the rest by size.
 
-    Whole matrices go first, smallest first, while together they take at most PIN_SHARE of
-    `row_budget`; the remaining bytes are split among the other types in proportion to their sizes.
+    Narrow (rows of at most PIN_ROW_BYTES) or tiny (at most PIN_TINY_SHARE of `row_budget`) matrices go
+    whole first, smallest first, while together they take at most PIN_SHARE of `row_budget`; the
+    remaining bytes are split among the other types in proportion to their sizes. Every matrix goes
+    whole when all of them fit in PIN_SHARE of `row_budget`.
     """
     size = {t: rows * rb for t, (rows, rb) in arrays.items()}
     out: dict[str, tuple[int, bool]] = {}
     pinned = 0
+    all_fit = sum(size.values()) <= PIN_SHARE * row_budget
     for t in sorted(size, key=lambda t: (size[t], t)):
-        if pinned + size[t] <= PIN_SHARE * row_budget:
+        narrow_or_tiny = arrays[t][1] <= PIN_ROW_BYTES or size[t] <= PIN_TINY_SHARE * row_budget
+        if (all_fit or narrow_or_tiny) and pinned + size[t] <= PIN_SHARE * row_budget:
             pinned += size[t]
             out[t] = (arrays[t][0], True)
     rest = {t: s for t, s in size.items() if t not in out}
