@@ -29,19 +29,17 @@ sys.exit(rc)
 EOF
 }
 
-in_cgroup() {  # runs a command inside a memory cgroup of $1 GB (v2 or v1) when one can be made
-  local gb=$1; shift
-  local v2=/sys/fs/cgroup/gs_limit v1=/sys/fs/cgroup/memory/gs_limit
-  if mkdir -p $v2 2>/dev/null && echo $((gb << 30)) > $v2/memory.max 2>/dev/null; then
-    echo "[cgroup] v2 memory.max=${gb}G"
-    bash -c "echo \$\$ > $v2/cgroup.procs && \"\$@\"" _ "$@"
-  elif mkdir -p $v1 2>/dev/null && echo $((gb << 30)) > $v1/memory.limit_in_bytes 2>/dev/null; then
-    echo "[cgroup] v1 memory.limit_in_bytes=${gb}G"
-    bash -c "echo \$\$ > $v1/cgroup.procs && \"\$@\"" _ "$@"
-  else
-    echo "[cgroup] none could be made: no memory limit"
-    "$@"
-  fi
+in_cgroup() {  # runs a command inside a memory cgroup of $1 GB (v2, else v1) when one can be made
+  local gb=$1 dir="" limit; shift
+  for limit in /sys/fs/cgroup/gs_limit/memory.max /sys/fs/cgroup/memory/gs_limit/memory.limit_in_bytes; do
+    # only under a mounted cgroup hierarchy (its root has cgroup.procs; a plain tmpfs /sys/fs/cgroup has not)
+    if [ -e "$(dirname $(dirname $limit))/cgroup.procs" ] && mkdir -p "$(dirname $limit)" 2>/dev/null \
+        && echo $((gb << 30)) > $limit 2>/dev/null; then
+      dir=$(dirname $limit); echo "[cgroup] $limit=${gb}G"; break
+    fi
+  done
+  if [ -z "$dir" ]; then echo "[cgroup] none could be made: no memory limit"; "$@"; return; fi
+  bash -c "echo \$\$ > $dir/cgroup.procs && \"\$@\"" _ "$@"
 }
 
 chain() {  # the scale-10 chain (background)
