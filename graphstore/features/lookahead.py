@@ -43,7 +43,7 @@ except ImportError:  # NumPy paths serve the cache without the extension
 
 NEVER = 1 << 62  # next use unknown within the window (or never); 2 * NEVER + 1 still fits in int64
 # staging pool: budget / 4, at most 64 MiB (a batch's misses at scale 1-10 are ~10-25 MB; more of the
-# budget in the pool is less for resident rows: 64 instead of 256 MiB cut misses by 14 % at scale 1, 1/4)
+# budget in the pool is less for resident rows: 64 instead of 256 MiB cut the missed bytes by 14 % at scale 1, 1/4)
 STAGE_SHARE, STAGE_MAX = 4, 64 << 20
 SCRATCH_MAX = 8 << 20  # coalescing read buffer: at most half the staging pool, at most 8 MiB
 PIN_SHARE = 0.5  # whole matrices (smallest first) may take at most this share of the row budget
