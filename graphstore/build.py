@@ -330,10 +330,10 @@ def stage_comments(con: duckdb.DuckDBPyConnection, comments_path: Path, first_co
     return _fetch(con, "SELECT video FROM c ORDER BY node")["video"].astype(np.int64)
 
 
-def comment_indptr(con: duckdb.DuckDBPyConnection, n: int, first_node: int = 0) -> np.ndarray:
+def comment_indptr(con: duckdb.DuckDBPyConnection, n: int) -> np.ndarray:
     """is_comment_of's indptr [n + 1] from the comment count of every video of table `c` (no per-comment array)."""
     per_video = np.zeros(n, np.int64)
-    counts = _fetch(con, f"SELECT video - {first_node} AS v, count(*) AS k FROM c GROUP BY video")
+    counts = _fetch(con, "SELECT video AS v, count(*) AS k FROM c GROUP BY video")
     if len(counts.get("v", ())):
         per_video[counts["v"].astype(np.int64)] = counts["k"]
     return np.concatenate([[0], np.cumsum(per_video)]).astype(np.int64)

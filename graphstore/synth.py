@@ -344,9 +344,7 @@ def expected_counts(scale: float) -> dict[str, float]:
     """The published counts carried to `scale` by the growth rule (what `rel_err_vs_published` compares with)."""
     f = scale
     expected = {k: FULL[k] * f for k in ("videos", "samples", "comments", "history", "same_author")}
-    expected["same_topic"] = FULL["same_topic"] * f * f
-    if topics_at(scale) != FULL["topics"]:
-        expected["same_topic"] *= FULL["topics"] / topics_at(scale)
+    expected["same_topic"] = same_topic_target(expected["samples"], topics_at(scale))
     return expected
 
 
