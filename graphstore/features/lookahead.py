@@ -3,16 +3,19 @@
 The sampler is deterministic, so a loader that samples K batches ahead knows exactly which rows each
 of them will read. Per node type, `RowPlanner` keeps resident the rows whose next use is soonest
 (Belady's MIN: on eviction drop the row used furthest in the future, or never within the window),
-and `LookaheadCache` moves the data: before each batch it reads the batch's missing rows in row-id
-order with large coalesced reads (a background thread, overlapped with the previous batch's compute),
-then serves the batch from resident rows plus those staged reads. What is kept only changes which
+and `LookaheadCache` moves the data: it reads each batch's missing rows in row-id order with large
+coalesced reads (a background thread, while the previous batch is assembled and used), then serves
+the batch from resident rows plus those staged reads. Once a batch is served, its admitted rows move
+into their slots; the planner chose them as the batch started, so the next batch's plan and reads
+need not wait for it. What is kept only changes which
 bytes are read from disk, never the values served: batches are bit-identical to an uncached gather.
 
 Budget (`budget_bytes`), never exceeded (`high_water_bytes` records the peak):
-  - a staging pool of min(budget / 4, 64 MiB) holds one batch's prefetched rows in flight plus a
-    coalescing read buffer (at most half the pool, 8 MiB); while residents leave more free, a batch
-    may stage up to half of that instead (admission then still fits); misses that do not fit are read
-    at gather time straight into the batch (`direct`), never admitted;
+  - a staging pool of min(budget / 4, 64 MiB) holds the prefetched rows of the batch being served and
+    of the next one (read while this one is assembled) plus two coalescing read buffers (a quarter of
+    the pool each, at most 8 MiB: the background reads' and the direct reads'); while residents leave
+    more free, a batch may stage up to half of that instead (admission then still fits); misses that
+    do not fit are read at gather time straight into the batch (`direct`), never admitted;
   - the rest holds resident rows: narrow or tiny matrices whole first, smallest first, while together
     they take at most half of it (the 2-column counts cost more in per-row bookkeeping than in bytes);
     what remains is split among the other types in proportion to their matrices' sizes, so that their
@@ -45,11 +48,14 @@ NEVER = 1 << 62  # next use unknown within the window (or never); 2 * NEVER + 1 
 # staging pool: budget / 4, at most 64 MiB (a batch's misses at scale 1-10 are ~10-25 MB; more of the
 # budget in the pool is less for resident rows: 64 instead of 256 MiB cut the missed bytes by 14 % at scale 1, 1/4)
 STAGE_SHARE, STAGE_MAX = 4, 64 << 20
-SCRATCH_MAX = 8 << 20  # coalescing read buffer: at most half the staging pool, at most 8 MiB
+SCRATCH_SHARE, SCRATCH_MAX = 4, 8 << 20  # a read buffer: a quarter of the staging pool, at most 8 MiB
 PIN_SHARE = 0.5  # whole matrices (smallest first) may take at most this share of the row budget
 PIN_ROW_BYTES = 128  # ... and only narrow ones (per-row bookkeeping, 32 bytes, is a large share of a row)
 PIN_TINY_SHARE = 1 / 64  # ... or tiny ones (a 64th of the row budget)
-COALESCE_BYTES = 16 << 10  # a gap of at most this many bytes (and 64 rows) between two missing rows is read through
+# a gap of at most this many bytes (and 64 rows) between two missing rows is read through: within a page it
+# costs no extra disk read, and more is memory copied for nothing once the page cache holds the file (16 KiB
+# read 3.7x the missed bytes at scale 1, 1/4; 4 KiB and 1 KiB ran 1.2x faster cold and warm, 0 no faster)
+COALESCE_BYTES = 4 << 10
 MAX_GAP_ROWS = 64
 
 
@@ -334,6 +340,12 @@ class RowReader:
             arr.clear_cache()  # reopen with the pread reader
         self.bytes_read = 0
         self.reads = 0
+        self._lock = threading.Lock()  # a compressed array's chunk cache serves one thread at a time
+
+    def open(self) -> None:
+        """Opens the array's files now, on the calling thread (the background reads and a served
+        batch's direct reads may then run at once)."""
+        self.arr.gather(np.zeros(0, np.int64))
 
     def scratch_bytes(self, scratch_rows: int) -> int:
         """In-flight bytes a read with `scratch_rows` rows of scratch holds beyond its output."""
@@ -346,10 +358,11 @@ class RowReader:
         if ids.size == 0:
             return
         if self.mode == "array":
-            before = self.arr.stats["bytes_read"]
-            self.arr.gather(ids, out=out)
-            self.reads += int(np.unique(ids // self.arr.chunk_rows).shape[0])
-            self.bytes_read += self.arr.stats["bytes_read"] - before
+            with self._lock:
+                before = self.arr.stats["bytes_read"]
+                self.arr.gather(ids, out=out)
+                self.reads += int(np.unique(ids // self.arr.chunk_rows).shape[0])
+                self.bytes_read += self.arr.stats["bytes_read"] - before
             return
         lo, hi = spans(ids, self.arr.chunk_rows, self.max_gap)
         lengths = hi - lo
@@ -403,6 +416,7 @@ class _Prepared:
     staged_pos: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # ascending row ids
     staging: np.ndarray | None = None  # rows of staged_pos, in that order
     direct_pos: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # read at gather time
+    admit: tuple[np.ndarray, np.ndarray] | None = None  # (positions, slots) the planner admitted, not yet copied
 
 
 class _TypeCache:
@@ -429,7 +443,7 @@ class LookaheadCache:
 
     Use: `s = cache.begin()` once per pass; `s.register(nodes)` for each sampled batch (node ids per
     type), in the order they will be served; `with s.serve(b): ... cache.gather(type, ids) ...`.
-    Reads for batch b+1 start in the background as soon as b is served. `gather` of ids that are not
+    Reads for batch b+1 start in the background as soon as b starts being served. `gather` of ids that are not
     the served batch's (or through a session that a newer `begin` replaced) returns None: the caller
     reads them uncached.
     """
@@ -453,8 +467,9 @@ class LookaheadCache:
             raise UserError(f"feature cache budget of {self.budget:,} bytes is too small for the look-ahead cache: "
                             f"it needs at least {minimum:,} bytes (its staging pool must hold a {need:,}-byte read)")
         self.stage_bytes = min(self.budget // STAGE_SHARE, STAGE_MAX)
-        self.scratch_bytes = min(self.stage_bytes // 2, SCRATCH_MAX)
-        if self.scratch_bytes < need:
+        # (a small budget's buffer may take up to half the pool: it then leaves the next batch no pool room)
+        self.scratch_bytes = max(need, min(self.stage_bytes // SCRATCH_SHARE, SCRATCH_MAX))
+        if need > SCRATCH_MAX:
             raise UserError(f"feature cache budget of {self.budget:,} bytes: a single read needs {need:,} bytes, "
                             f"more than the {SCRATCH_MAX:,}-byte read buffer")
         plan = split_budget({t: (a.shape[0], a.layout.row_bytes) for t, a in arrays.items()},
@@ -462,6 +477,7 @@ class LookaheadCache:
         self.types = {t: _TypeCache(t, readers[t], *plan[t], self.policy) for t in arrays}
         self._lock = threading.Lock()
         self.resident_bytes = self.in_flight_bytes = self.high_water_bytes = 0
+        self.staging_waits = 0  # batches whose reads waited for the served batch's staging to be freed
         self._token = 0
         self._next_batch = 0
         self._pool: ThreadPoolExecutor | None = None
@@ -477,6 +493,8 @@ class LookaheadCache:
         """A new pass: forgets batches registered but not served (their staged rows are dropped)."""
         self._ensure_pool()
         self._drain()
+        for tc in self.types.values():
+            tc.reader.open()
         for tc in self.types.values():
             if tc.planner is not None:
                 tc.planner.reset()
@@ -511,7 +529,7 @@ class LookaheadCache:
         total = hits + sum(v["misses"] for v in per.values())
         return {"policy": self.policy.name, "budget_bytes": self.budget, "stage_bytes": self.stage_bytes,
                 "resident_bytes": self.resident_bytes, "in_flight_bytes": self.in_flight_bytes,
-                "high_water_bytes": self.high_water_bytes,
+                "high_water_bytes": self.high_water_bytes, "staging_waits": self.staging_waits,
                 "index_bytes": sum(tc.planner.index_bytes for tc in self.types.values() if tc.planner),
                 "hit_ratio": hits / max(1, total), "rows_requested": total,
                 "bytes_read": sum(v["bytes_read"] for v in per.values()), "types": per}
@@ -537,15 +555,21 @@ class LookaheadCache:
 
     # --- internals ----------------------------------------------------------------------------------
     def _forget_batches(self) -> None:
-        """Drops every registered and prepared batch, returning their staged reads to the budget."""
+        """Drops every registered and prepared batch, returning their staged reads to the budget (rows
+        the planners already admitted are copied into their slots first: the planners count them resident)."""
         for prep in list(self._prepared.values()):
-            self._release(prep)
+            try:
+                self._copy_admitted(prep)
+            finally:
+                self._release(prep)
         self._reset_state()
 
     def _reset_state(self) -> None:
         self._registered: dict[int, dict[str, np.ndarray]] = {}
         self._prepared: dict[int, dict[str, _Prepared]] = {}
         self._futures: dict[int, Future] = {}
+        self._copy: Future | None = None
+        self._waiting: tuple[int, dict] | None = None  # a planned batch whose reads wait for staging room
         self._last: Future | None = None
         self._serving: int | None = None
 
@@ -596,7 +620,11 @@ class LookaheadCache:
             self._futures[b] = self._submit(self._job_prepare, b)
 
     def _job_prepare(self, b: int) -> None:
-        """Plans batch b and reads its missing rows, per type in file order, into the staging pool."""
+        """Plans batch b and reads its missing rows, per type in file order, into the staging pool.
+
+        When they do not all fit beside the served batch's staging, the reads wait for it to be freed
+        (`_job_copy` does them): a batch that waits is still prefetched whole, not read at gather time.
+        """
         ids = self._registered[b]
         prepared: dict[str, _Prepared] = {}
         self._prepared[b] = prepared  # whatever is staged is released with it, even after an error
@@ -604,14 +632,30 @@ class LookaheadCache:
             if tc.whole:
                 self._load_whole(tc)
                 prepared[t] = _Prepared(ids[t])
-        room = self._staging_room()
-        staged_bytes = 0
+        plans = {}
         for t, tc in self.types.items():
-            if tc.whole:
-                continue
-            slots = tc.planner.plan(b)
-            miss = np.flatnonzero(slots < 0)
-            miss = miss[np.argsort(ids[t][miss], kind="stable")]  # file order
+            if not tc.whole:
+                slots = tc.planner.plan(b)
+                miss = np.flatnonzero(slots < 0)
+                plans[t] = (slots, miss[np.argsort(ids[t][miss], kind="stable")])  # misses in file order
+        held = self._staged_bytes()
+        wanted = sum(miss.shape[0] * self.types[t].row_bytes for t, (_, miss) in plans.items())
+        if held and wanted > self._staging_room(held):
+            self._waiting = (b, plans)
+            self.staging_waits += 1
+            return
+        self._stage(b, plans)
+
+    def _staged_bytes(self) -> int:
+        return sum(p.staging.nbytes for prep in self._prepared.values() for p in prep.values() if p.staging is not None)
+
+    def _stage(self, b: int, plans: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> None:
+        """Reads the planned misses of batch b into staging, as far as the pool has room; the rest go direct."""
+        ids, prepared = self._registered[b], self._prepared[b]
+        room = self._staging_room(self._staged_bytes())
+        staged_bytes = 0
+        for t, (slots, miss) in plans.items():
+            tc = self.types[t]
             fit = max(0, (room - staged_bytes) // tc.row_bytes)
             p = _Prepared(ids[t], slots, miss[:fit], None, miss[fit:])
             if p.staged_pos.size:
@@ -622,17 +666,21 @@ class LookaheadCache:
             if p.staging is not None:
                 self._read(tc, ids[t][p.staged_pos], p.staging)
 
-    def _staging_room(self) -> int:
-        """Bytes one batch may stage: the pool, or half of what residents leave free, whichever is more.
+    def _staging_room(self, held: int) -> int:
+        """Bytes the next batch may stage while `held` staged bytes of the batch being served are in use:
+        what the pool has left, or half of what residents leave free, whichever is more.
 
-        Safe both ways: residents never pass budget - pool; and finalize admits at most the staged
-        bytes, so with staged <= (budget - resident - scratch) / 2, resident + staged + scratch stays
-        within the budget after admission too. The second rule lets a cache that is still filling
-        (or whose window touches fewer rows than it holds) prefetch more.
+        In flight at once: the served batch's staging (`held`), the next one's, a read buffer of the
+        background's reads and one of the served batch's direct reads. Safe both ways: residents never
+        pass budget - pool; and admission adds at most the staged bytes, so with
+        staged <= (budget - resident - held - 2 * scratch) / 2 the budget holds after admission too.
+        The second rule lets a cache that is still filling (or whose window touches fewer rows than it
+        holds) prefetch more.
         """
-        pool = self.stage_bytes - self.scratch_bytes
-        borrowed = (self.budget - self.resident_bytes - self.scratch_bytes) // 2
-        return max(pool, borrowed)
+        reserved = held + 2 * self.scratch_bytes
+        pool = self.stage_bytes - reserved
+        borrowed = (self.budget - self.resident_bytes - reserved) // 2
+        return max(pool, borrowed, 0)
 
     def _read(self, tc: _TypeCache, rows: np.ndarray, out: np.ndarray, budget: int | None = None) -> None:
         """Reads ascending rows into out through a scratch buffer counted as in flight."""
@@ -662,28 +710,50 @@ class LookaheadCache:
             raise
         tc.slab = slab
 
-    def _job_finalize(self, b: int) -> None:
-        """After batch b is served: the planners pick what stays; admitted rows move from staging to slabs."""
+    def _job_decide(self, b: int) -> None:
+        """As batch b starts being served: the planners pick which of its staged rows stay, and where.
+
+        Only the choice: the rows move into their slots (`_job_copy`) once b is served, since they may
+        replace rows b itself reads. The next batch's plan already counts them resident.
+        """
+        prepared = self._prepared.get(b)
+        if prepared is None:
+            return
+        for tc in self.types.values():
+            p = prepared.get(tc.name)
+            if tc.planner is None or p is None:
+                continue
+            before = tc.planner.used
+            p.admit = tc.planner.finalize(b, p.staged_pos)
+            self._account(resident=(tc.planner.used - before) * tc.row_bytes)
+
+    def _job_copy(self, b: int) -> None:
+        """After batch b is served: its admitted rows move from staging into their slots; staging is freed."""
         prepared = self._prepared.pop(b, None)
         self._registered.pop(b, None)
         if prepared is None:
             return
         try:
-            for tc in self.types.values():
-                p = prepared.get(tc.name)
-                if tc.planner is None or p is None:
-                    continue
-                before = tc.planner.used
-                pos, slots = tc.planner.finalize(b, p.staged_pos)
-                self._account(resident=(tc.planner.used - before) * tc.row_bytes)
-                if pos.size:
-                    if tc.slab is None:  # untouched pages: only rows written count in RSS
-                        tc.slab = np.empty((tc.capacity, tc.dim), tc.arr.dtype)
-                    row_of = np.full(p.ids.shape[0], -1, np.int64)  # position in the batch -> staging row
-                    row_of[p.staged_pos] = np.arange(p.staged_pos.shape[0])
-                    tc.slab[slots] = p.staging[row_of[pos]]
+            self._copy_admitted(prepared)
         finally:
             self._release(prepared)
+        waiting, self._waiting = self._waiting, None
+        if waiting is not None and waiting[0] in self._prepared:
+            self._stage(*waiting)
+
+    def _copy_admitted(self, prepared: Mapping[str, _Prepared]) -> None:
+        for t, p in prepared.items():
+            if p.admit is None:
+                continue
+            pos, slots = p.admit
+            p.admit = None
+            if pos.size:
+                tc = self.types[t]
+                if tc.slab is None:  # untouched pages: only rows written count in RSS
+                    tc.slab = np.empty((tc.capacity, tc.dim), tc.arr.dtype)
+                row_of = np.full(p.ids.shape[0], -1, np.int64)  # position in the batch -> staging row
+                row_of[p.staged_pos] = np.arange(p.staged_pos.shape[0])
+                tc.slab[slots] = p.staging[row_of[pos]]
 
     def _release(self, prepared: Mapping[str, _Prepared]) -> None:
         freed = sum(p.staging.nbytes for p in prepared.values() if p.staging is not None)
@@ -780,14 +850,18 @@ class LookaheadSession:
             return
         c._prepare_async(batch)
         c._futures.pop(batch).result()
+        if c._copy is not None:  # the previous batch's admitted rows are in their slots
+            c._copy.result()
+        # while this batch is assembled: the planner's admissions for it, then the next batch's reads
+        c._submit(c._job_decide, batch)
+        c._prepare_async(batch + 1)
         c._serving = batch
         try:
             yield
         finally:
             c._serving = None
             if self.active:
-                c._submit(c._job_finalize, batch)
-                c._prepare_async(batch + 1)
+                c._copy = c._submit(c._job_copy, batch)  # slots it read may be overwritten only now
 
 
 def split_budget(arrays: Mapping[str, tuple[int, int]], row_budget: int) -> dict[str, tuple[int, bool]]:
