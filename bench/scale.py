@@ -61,6 +61,7 @@ from gather import drop_page_cache  # noqa: E402  (bench helpers, reused)
 from loader import endless  # noqa: E402
 
 from graphstore.atomic import write_json  # noqa: E402
+from graphstore.features.lookahead import mem_available_bytes  # noqa: E402
 from graphstore.cli import add_fanouts_argument  # noqa: E402
 
 # reader -> make_loader options; `budgeted`: its memory is the budget (else one run per round)
@@ -215,7 +216,7 @@ def run_one(spec: dict) -> dict:
     }
     if getattr(own, "cache", None) is not None:
         s = own.cache.stats()
-        out["cache"] = {k: s[k] for k in ("policy", "budget_bytes", "stage_bytes", "high_water_bytes",
+        out["cache"] = {k: s[k] for k in ("policy", "budget_bytes", "stage_bytes", "coalesce_bytes", "high_water_bytes",
                                          "resident_bytes", "index_bytes", "bytes_read")}
         out["cache"]["whole_types"] = sorted(t for t, v in s["types"].items() if v["whole"])
     return out
@@ -261,13 +262,6 @@ def run_in_child(spec: dict) -> dict:
 def loader_node_types(store) -> list[str]:
     """Node types make_loader reads with every relation: video and the heads of all relations."""
     return ["video"] + sorted({r["head"] for r in store.meta["relations"]} - {"video"})
-
-
-def mem_available_bytes() -> int:
-    for line in Path("/proc/meminfo").read_text().splitlines():
-        if line.startswith("MemAvailable:"):
-            return int(line.split()[1]) * 1024
-    return 0
 
 
 def schedule(budgets: Sequence[int], readers: Sequence[str], rounds: int) -> list[tuple[int, str, int | None]]:

@@ -359,6 +359,23 @@ def test_row_reader_reads_exact_rows(la_store, mode):
     assert reader.reads < ids.shape[0]  # neighbours were coalesced into shared reads
 
 
+def test_gaps_read_through_are_wider_when_the_files_are_on_disk(la_store, monkeypatch):
+    """Files that fit beside the budget in memory are re-read from the page cache: short gaps; else long ones."""
+    arrays = {"comment": FeatureArray(la_store.path / "features" / "comment" / "x", cache_bytes=0)}
+    files = arrays["comment"].shape[0] * arrays["comment"].layout.row_bytes
+    budget = 1 << 20
+    monkeypatch.setattr(la, "mem_available_bytes", lambda: files + budget)
+    in_memory = la.LookaheadCache(arrays, budget)
+    monkeypatch.setattr(la, "mem_available_bytes", lambda: files + budget - 1)
+    on_disk = la.LookaheadCache(arrays, budget)
+    assert in_memory.stats()["coalesce_bytes"] == la.COALESCE_BYTES < la.COALESCE_DISK_BYTES
+    assert on_disk.stats()["coalesce_bytes"] == la.COALESCE_DISK_BYTES
+    row = arrays["comment"].layout.row_bytes
+    for cache in (in_memory, on_disk):  # the readers read through the chosen gap
+        assert cache.types["comment"].reader.max_gap == min(la.MAX_GAP_ROWS, cache.coalesce_bytes // row)
+    assert la.LookaheadCache(arrays, budget, coalesce_bytes=0).types["comment"].reader.max_gap == 0
+
+
 def test_spans_group_near_rows_within_a_chunk():
     lo, hi = la.spans(np.array([0, 1, 5, 30, 31, 64, 65]), chunk_rows=64, max_gap=4)
     assert lo.tolist() == [0, 30, 64] and hi.tolist() == [6, 32, 66]

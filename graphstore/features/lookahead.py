@@ -52,10 +52,11 @@ SCRATCH_SHARE, SCRATCH_MAX = 4, 8 << 20  # a read buffer: a quarter of the stagi
 PIN_SHARE = 0.5  # whole matrices (smallest first) may take at most this share of the row budget
 PIN_ROW_BYTES = 128  # ... and only narrow ones (per-row bookkeeping, 32 bytes, is a large share of a row)
 PIN_TINY_SHARE = 1 / 64  # ... or tiny ones (a 64th of the row budget)
-# a gap of at most this many bytes (and 64 rows) between two missing rows is read through: within a page it
-# costs no extra disk read, and more is memory copied for nothing once the page cache holds the file (16 KiB
-# read 3.7x the missed bytes at scale 1, 1/4; 4 KiB and 1 KiB ran 1.2x faster cold and warm, 0 no faster)
-COALESCE_BYTES = 4 << 10
+# a gap of at most this many bytes (and 64 rows) between two missing rows is read through. Where the page cache
+# holds the files, more than a page is memory copied for nothing (scale 1, 1/4: 16 KiB read 3.7x the missed
+# bytes; 4 KiB and 1 KiB ran 1.2x faster cold and warm, 0 no faster); where reads go to the disk, each extra
+# read brings its own read-ahead (scale 10: 4 KiB read 296 MB from disk a batch, 16 KiB 258, and ran 1.1x slower)
+COALESCE_BYTES, COALESCE_DISK_BYTES = 4 << 10, 16 << 10
 MAX_GAP_ROWS = 64
 
 
@@ -311,6 +312,18 @@ def simulate(trace: Sequence[np.ndarray], capacity: int, window: int | None = No
 
 
 # --- reading rows ---------------------------------------------------------------------------------------
+def mem_available_bytes() -> int:
+    """Memory the OS can give without swapping (MemAvailable; 0 where /proc/meminfo is missing)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
 def spans(ids: np.ndarray, chunk_rows: int, max_gap: int) -> tuple[np.ndarray, np.ndarray]:
     """(start, stop) row ranges over ascending ids; ids at most max_gap rows apart within one chunk share one."""
     if ids.size == 0:
@@ -449,7 +462,7 @@ class LookaheadCache:
     """
 
     def __init__(self, arrays: Mapping[str, FeatureArray], budget_bytes: int, policy: str = "belady",
-                 read_threads: int | None = None):
+                 read_threads: int | None = None, coalesce_bytes: int | None = None):
         if isinstance(budget_bytes, bool) or not isinstance(budget_bytes, (int, np.integer)):
             raise UserError(f"the look-ahead cache budget must be a whole number of bytes, got {budget_bytes!r}")
         self.budget = int(budget_bytes)
@@ -459,7 +472,11 @@ class LookaheadCache:
         threads = read_threads if read_threads is not None else min(4, os.cpu_count() or 1)
         if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
             raise UserError(f"read_threads must be a positive int, got {read_threads!r}")
-        readers = {t: RowReader(a, threads=threads) for t, a in arrays.items()}
+        if coalesce_bytes is None:  # the files' bytes and the budget beside them in memory: page cache, else disk
+            files = sum(a.shape[0] * a.layout.row_bytes for a in arrays.values())
+            coalesce_bytes = COALESCE_BYTES if files + self.budget <= mem_available_bytes() else COALESCE_DISK_BYTES
+        self.coalesce_bytes = int(coalesce_bytes)
+        readers = {t: RowReader(a, threads=threads, coalesce_bytes=self.coalesce_bytes) for t, a in arrays.items()}
         # the smallest read: one row of scratch (or a decoded chunk) plus one row of output, in the scratch
         need = max(r.scratch_bytes(1) + r.row_bytes for r in readers.values())
         minimum = max(need, 1) * STAGE_SHARE * 2
@@ -528,6 +545,7 @@ class LookaheadCache:
         hits = sum(v["hits"] for v in per.values())
         total = hits + sum(v["misses"] for v in per.values())
         return {"policy": self.policy.name, "budget_bytes": self.budget, "stage_bytes": self.stage_bytes,
+                "coalesce_bytes": self.coalesce_bytes,
                 "resident_bytes": self.resident_bytes, "in_flight_bytes": self.in_flight_bytes,
                 "high_water_bytes": self.high_water_bytes, "staging_waits": self.staging_waits,
                 "index_bytes": sum(tc.planner.index_bytes for tc in self.types.values() if tc.planner),
