@@ -138,6 +138,22 @@ def test_the_budget_guard_fires(la_store, monkeypatch):
             list(loader)
 
 
+def test_an_error_in_the_admission_step_reaches_the_loop(la_store, monkeypatch):
+    """The planner's admissions run in the background while a batch is assembled: their errors still surface."""
+    finalize = la.RowPlanner.finalize
+
+    def failing(self, batch, staged):
+        if batch == 2:
+            raise RuntimeError("planner broke at batch 2")
+        return finalize(self, batch, staged)
+
+    monkeypatch.setattr(la.RowPlanner, "finalize", failing)
+    loader = make_loader(la_store, feature_cache="lookahead", cache_bytes=feature_bytes(la_store) // 4,
+                         lookahead_batches=3, **KW)
+    with pytest.raises(RuntimeError, match="planner broke at batch 2"):
+        list(loader)
+
+
 def test_everything_fits_then_nothing_is_read_twice(la_store):
     loader = make_loader(la_store, feature_cache="lookahead", cache_bytes=4 * feature_bytes(la_store), **KW)
     list(loader)

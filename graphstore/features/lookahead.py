@@ -586,6 +586,7 @@ class LookaheadCache:
         self._registered: dict[int, dict[str, np.ndarray]] = {}
         self._prepared: dict[int, dict[str, _Prepared]] = {}
         self._futures: dict[int, Future] = {}
+        self._decided: Future | None = None
         self._copy: Future | None = None
         self._waiting: tuple[int, dict] | None = None  # a planned batch whose reads wait for staging room
         self._last: Future | None = None
@@ -861,17 +862,22 @@ class LookaheadSession:
 
     @contextmanager
     def serve(self, batch: int | None):
-        """Serves `batch` from the cache inside the block; reads for the next batch start when it ends."""
+        """Serves `batch` from the cache inside the block; the next batch's reads run meanwhile.
+
+        An error of a background job (reads, admissions) is raised here, and by every later batch of
+        the pass: a new pass (`begin`) starts clean.
+        """
         c = self.cache
         if batch is None or not self.active:
             yield
             return
         c._prepare_async(batch)
+        for f in (c._decided, c._copy):  # the previous batch's admissions: chosen, then in their slots
+            if f is not None:
+                f.result()  # (and their errors raised here, not lost)
         c._futures.pop(batch).result()
-        if c._copy is not None:  # the previous batch's admitted rows are in their slots
-            c._copy.result()
         # while this batch is assembled: the planner's admissions for it, then the next batch's reads
-        c._submit(c._job_decide, batch)
+        c._decided = c._submit(c._job_decide, batch)
         c._prepare_async(batch + 1)
         c._serving = batch
         try:
