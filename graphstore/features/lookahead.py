@@ -54,7 +54,7 @@ PIN_ROW_BYTES = 128  # ... and only narrow ones (per-row bookkeeping, 32 bytes, 
 PIN_TINY_SHARE = 1 / 64  # ... or tiny ones (a 64th of the row budget)
 # a gap of at most this many bytes (and 64 rows) between two missing rows is read through. Where the page cache
 # holds the files, more than a page is memory copied for nothing (scale 1, 1/4: 16 KiB read 3.7x the missed
-# bytes; 4 KiB and 1 KiB ran 1.2x faster cold and warm, 0 no faster); where reads go to the disk, each extra
+# bytes; 4 KiB and 1 KiB ran 1.2x faster warm, 1.05-1.15x cold, 0 no faster); where reads go to the disk, each extra
 # read brings its own read-ahead (scale 10: 4 KiB read 296 MB from disk a batch, 16 KiB 258, and ran 1.1x slower)
 COALESCE_BYTES, COALESCE_DISK_BYTES = 4 << 10, 16 << 10
 MAX_GAP_ROWS = 64
