@@ -432,6 +432,11 @@ class _Prepared:
     admit: tuple[np.ndarray, np.ndarray] | None = None  # (positions, slots) the planner admitted, not yet copied
 
 
+def _staging_bytes(prepared: Mapping[str, _Prepared]) -> int:
+    """Bytes one batch holds in staging."""
+    return sum(p.staging.nbytes for p in prepared.values() if p.staging is not None)
+
+
 class _TypeCache:
     """Slab and planner of one node type (or a whole matrix held in memory)."""
 
@@ -666,7 +671,7 @@ class LookaheadCache:
         self._stage(b, plans)
 
     def _staged_bytes(self) -> int:
-        return sum(p.staging.nbytes for prep in self._prepared.values() for p in prep.values() if p.staging is not None)
+        return sum(_staging_bytes(prep) for prep in self._prepared.values())
 
     def _stage(self, b: int, plans: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> None:
         """Reads the planned misses of batch b into staging, as far as the pool has room; the rest go direct."""
@@ -775,7 +780,7 @@ class LookaheadCache:
                 tc.slab[slots] = p.staging[row_of[pos]]
 
     def _release(self, prepared: Mapping[str, _Prepared]) -> None:
-        freed = sum(p.staging.nbytes for p in prepared.values() if p.staging is not None)
+        freed = _staging_bytes(prepared)
         for p in prepared.values():
             p.staging = None
         if freed:
