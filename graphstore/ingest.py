@@ -4,6 +4,7 @@ from __future__ import annotations
 import calendar
 import math
 import os
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -16,7 +17,12 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from graphstore.errors import InputRecordError, UserError
-from graphstore.schema import COUNT_FIELDS, PLATFORM_NAMES_EN, PLATFORMS, XSVIDEO_COMMENT_KEYS, XSVIDEO_KEYS
+from graphstore.jsonstream import JsonLimitError, Where, check_tree, first_value_event, line_value, object_items
+from graphstore.jsonstream import top_level_value
+from graphstore.schema import (COUNT_FIELDS, MAX_COUNT, MAX_DATE, MAX_ID, MAX_JSON_DEPTH, MAX_NAME_CHARS,
+                               MAX_TEXT_CHARS, MIN_DATE, PLATFORM_NAMES_EN, PLATFORMS, XSVIDEO_COMMENT_KEYS,
+                               XSVIDEO_KEYS)
+from graphstore.sql import literal
 
 REQUIRED_FIELDS = ("level", "platform", "final_state", "post_time", "current_time", "topic", "author_id")
 _EN_TO_ZH = {v: k for k, v in XSVIDEO_KEYS.items()}
@@ -58,30 +64,41 @@ def detect_format(path: Path) -> str:
         first_line = head.split(b"\n", 1)[0].strip()
         try:
             obj = orjson.loads(first_line)
-            if isinstance(obj, dict) and ("id" in obj or "level" in obj):
-                return "jsonl"
         except orjson.JSONDecodeError:
-            pass
-        return "xsvideo-json"
+            # a first line longer than the head, or one with a value orjson refuses (too deep, a big integer):
+            # the released file's first value is a record (an object), a JSON Lines record's is a field
+            with open(path, "rb") as f:
+                return "xsvideo-json" if first_value_event(f) in ("start_map", None) else "jsonl"
+        return "jsonl" if isinstance(obj, dict) and ("id" in obj or "level" in obj) else "xsvideo-json"
     raise UserError(f"{path}: not a JSON object or JSON Lines file (starts with {head[:20]!r})")
 
 
 _EPOCH, _SECOND = datetime(1970, 1, 1), timedelta(seconds=1)
+_MIN_TS, _MAX_TS = ((datetime.fromisoformat(d) - _EPOCH) // _SECOND for d in (MIN_DATE, MAX_DATE))
+
+
+def show(value: Any, limit: int = 60) -> str:
+    """repr(value), cut to about `limit` characters (an error message never quotes a whole huge value)."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
 
 
 def parse_time(value: Any, sample_id: str, field: str) -> int:
-    """Seconds since the epoch of 'YYYY-MM-DD[ HH:MM[:SS]]' read as UTC."""
+    """Seconds since the epoch of 'YYYY-MM-DD[ HH:MM[:SS]]' read as UTC, in MIN_DATE <= t < MAX_DATE."""
     if not isinstance(value, str):
-        raise InputRecordError(sample_id, field, f"expected a date string, got {value!r}")
+        raise InputRecordError(sample_id, field, f"expected a date string, got {show(value)}")
     try:
         dt = datetime.fromisoformat(value.strip())
     except ValueError:
-        raise InputRecordError(sample_id, field, f"unparsable date {value!r}") from None
-    # naive: whole seconds since the epoch (what timegm(dt.timetuple()) gives, without building the tuple)
-    return calendar.timegm(dt.utctimetuple()) if dt.tzinfo else (dt - _EPOCH) // _SECOND
-
-
-INT64_MAX = 2**63 - 1
+        raise InputRecordError(sample_id, field, f"unparsable date {show(value)}") from None
+    # the year first: an offset on 0001-01-01 or 9999-12-31 would overflow the UTC conversion
+    if 1999 <= dt.year <= 2100:
+        # naive: whole seconds since the epoch (what timegm(dt.timetuple()) gives, without building the tuple)
+        ts = calendar.timegm(dt.utctimetuple()) if dt.tzinfo else (dt - _EPOCH) // _SECOND
+        if _MIN_TS <= ts < _MAX_TS:
+            return ts
+    raise InputRecordError(sample_id, field, f"date {show(value)} is outside the plausible range "
+                                             f"{MIN_DATE} .. {MAX_DATE} (UTC)")
 
 
 def parse_number(value: Any, sample_id: str, field: str, *, integral: bool) -> int | float | None:
@@ -93,18 +110,18 @@ def parse_number(value: Any, sample_id: str, field: str, *, integral: bool) -> i
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise InputRecordError(sample_id, field, f"expected a number or numeric string, got {value!r}")
+        raise InputRecordError(sample_id, field, f"expected a number or numeric string, got {show(value)}")
     number = _from_string(value, sample_id, field) if isinstance(value, str) else value
     if isinstance(number, float) and not math.isfinite(number):
-        raise InputRecordError(sample_id, field, f"expected a finite number, got {value!r}")
+        raise InputRecordError(sample_id, field, f"expected a finite number, got {show(value)}")
     if number < 0:
-        raise InputRecordError(sample_id, field, f"must not be negative, got {value!r}")
+        raise InputRecordError(sample_id, field, f"must not be negative, got {show(value)}")
+    if number > MAX_COUNT:
+        raise InputRecordError(sample_id, field, f"value {show(value)} is too large (more than 2^53)")
     if not integral:
         return float(number)
     if number != int(number):
-        raise InputRecordError(sample_id, field, f"expected a whole number, got {value!r}")
-    if number > INT64_MAX:
-        raise InputRecordError(sample_id, field, f"value {value!r} is too large (more than 2^63 - 1)")
+        raise InputRecordError(sample_id, field, f"expected a whole number, got {show(value)}")
     return int(number)
 
 
@@ -117,11 +134,36 @@ def _from_string(text: str, sample_id: str, field: str) -> int | float:
     try:
         return float(text)
     except ValueError:
-        raise InputRecordError(sample_id, field, f"not a number: {text!r}") from None
+        raise InputRecordError(sample_id, field, f"not a number: {show(text)}") from None
 
 
-def normalize_record(sample_id: str, rec: Any, english: bool) -> tuple[dict, list[dict]]:
+_DECIMAL = re.compile(r"(?:0|[1-9][0-9]{0,18})\Z")  # ASCII digits, no sign, no leading zero, <= 19 digits
+
+
+def sample_label(value: Any) -> str:
+    """How an error names a sample whose id may be bad: the id itself if it is a short string, else a repr."""
+    return value if isinstance(value, str) and len(value) <= 40 and value.isprintable() else show(value, 40)
+
+
+def decimal_id(value: Any) -> str | None:
+    """`value` as a canonical decimal id ('0' or digits with no leading zero, at most 2^63 - 1), or None.
+
+    The reference code reads ids with int() and looks them up again as str(int(id)): only this form
+    survives both. A JSON integer in range is read as its decimal string.
+    """
+    if value.__class__ is int:
+        return str(value) if 0 <= value <= MAX_ID else None
+    if isinstance(value, str) and _DECIMAL.match(value) and int(value) <= MAX_ID:
+        return value
+    return None
+
+
+def normalize_record(sample_id: Any, rec: Any, english: bool) -> tuple[dict, list[dict]]:
     """Validate one record; return (sample row, comment rows) with English names."""
+    raw_id, sample_id = sample_id, decimal_id(sample_id)
+    if sample_id is None:
+        raise InputRecordError(sample_label(raw_id), "id", "a sample id must be a decimal string ('0', or digits with "
+                                                           f"no leading zero, at most 2^63 - 1), got {show(raw_id)}")
     if not isinstance(rec, dict):
         raise InputRecordError(sample_id, "<record>", f"expected an object, got {type(rec).__name__}")
     if english:
@@ -139,21 +181,20 @@ def normalize_record(sample_id: str, rec: Any, english: bool) -> tuple[dict, lis
     pid = _platform_id(get("platform"), sample_id, name("platform"))
     final_state = get("final_state")
     if not isinstance(final_state, bool):
-        raise InputRecordError(sample_id, name("final_state"), f"expected true/false, got {final_state!r}")
+        raise InputRecordError(sample_id, name("final_state"), f"expected true/false, got {show(final_state)}")
     post_ts = parse_time(get("post_time"), sample_id, name("post_time"))
     ctime_ts = parse_time(get("current_time"), sample_id, name("current_time"))
     duration = parse_number(get("duration_s"), sample_id, name("duration_s"), integral=False)
     history = _history(get("history"), sample_id, name("history"))
-    topic, author = get("topic"), get("author_id")
-    for f, v in (("topic", topic), ("author_id", author)):
-        if v is None or isinstance(v, (dict, list)):
-            raise InputRecordError(sample_id, name(f), f"expected a string, got {v!r}")
     row = {
-        "sample_id": sample_id, "url": _text(get("url")), "level": int(level), "platform": PLATFORMS[pid],
-        "platform_id": pid, "final_state": final_state, "post_time": get("post_time"), "post_ts": post_ts,
-        "description": _text(get("description")), "title": _text(get("title")), "duration_s": duration,
-        "current_time": get("current_time"), "ctime_ts": ctime_ts, "topic": str(topic),
-        "history": history, "author_id": str(author),
+        "sample_id": sample_id, "url": _text(get("url"), sample_id, name("url"), MAX_NAME_CHARS),
+        "level": int(level), "platform": PLATFORMS[pid], "platform_id": pid, "final_state": final_state,
+        "post_time": get("post_time"), "post_ts": post_ts,
+        "description": _text(get("description"), sample_id, name("description")),
+        "title": _text(get("title"), sample_id, name("title")), "duration_s": duration,
+        "current_time": get("current_time"), "ctime_ts": ctime_ts,
+        "topic": _string(get("topic"), sample_id, name("topic"), MAX_NAME_CHARS),
+        "history": history, "author_id": _name(get("author_id"), sample_id, name("author_id")),
     }
     for f in COUNT_FIELDS:
         row[f] = parse_number(get(f), sample_id, name(f), integral=True)
@@ -169,7 +210,7 @@ def _level(value: Any, sample_id: str, field: str) -> int:
     except InputRecordError:
         level = None
     if level is None or level > 9:
-        raise InputRecordError(sample_id, field, f"level must be an integer 0-9, got {value!r}")
+        raise InputRecordError(sample_id, field, f"level must be an integer 0-9, got {show(value)}")
     return level
 
 
@@ -177,24 +218,52 @@ def _platform_id(value: Any, sample_id: str, field: str) -> int:
     """Index in PLATFORMS of a Chinese platform name or its English name (any case)."""
     pid = _PLATFORM_IDS.get(value, _PLATFORM_IDS.get(value.lower())) if isinstance(value, str) else None
     if pid is None:
-        raise InputRecordError(sample_id, field, f"unknown platform {value!r} (expected one of {', '.join(PLATFORMS)})")
+        raise InputRecordError(sample_id, field, f"unknown platform {show(value)} (expected one of {', '.join(PLATFORMS)})")
     return pid
 
 
 def _history(value: Any, sample_id: str, field: str) -> list[str]:
-    """Earlier sample ids of the same video; the sample itself may not be one of them."""
+    """Earlier sample ids of the same video (strings, or JSON integers read as decimal strings); not the sample itself.
+
+    Whether each names a sample is checked by the build (a string that is not a decimal id never does).
+    """
     if value is None:
         return []
-    if not isinstance(value, list) or any(isinstance(h, (bool, dict, list)) or h is None for h in value):
-        raise InputRecordError(sample_id, field, f"expected a list of sample ids, got {value!r}")
-    history = [str(h) for h in value]
+    if not isinstance(value, list):
+        raise InputRecordError(sample_id, field, f"expected a list of sample ids, got {show(value)}")
+    history = []
+    for h in value:
+        hid = decimal_id(h) if h.__class__ is int else h
+        if not isinstance(hid, str) or len(hid) > MAX_NAME_CHARS:
+            raise InputRecordError(sample_id, field, f"expected a list of sample ids, got an entry {show(h)}")
+        history.append(hid)
     if sample_id in history:
         raise InputRecordError(sample_id, field, "the history lists the sample itself")
     return history
 
 
-def _text(v: Any) -> str:
-    return "" if v is None else str(v)
+def _string(value: Any, sample_id: str, field: str, max_chars: int) -> str:
+    """A JSON string of at most `max_chars` characters (never a number, boolean, list or object)."""
+    if not isinstance(value, str):
+        raise InputRecordError(sample_id, field, f"expected a string, got {show(value)}")
+    if len(value) > max_chars:
+        raise InputRecordError(sample_id, field, f"a string of {len(value):,} characters is longer than the limit "
+                                                 f"of {max_chars:,}")
+    return value
+
+
+def _text(value: Any, sample_id: str, field: str, max_chars: int = MAX_TEXT_CHARS) -> str:
+    """An optional text: a string, or null / absent for the empty text."""
+    return "" if value is None else _string(value, sample_id, field, max_chars)
+
+
+def _name(value: Any, sample_id: str, field: str) -> str:
+    """An author or comment id: a string, or a whole JSON number 0 .. 2^63 - 1 read as its decimal string."""
+    if value.__class__ is int:
+        if 0 <= value <= MAX_ID:
+            return str(value)
+        raise InputRecordError(sample_id, field, f"a numeric id must be 0 .. 2^63 - 1, got {show(value)}")
+    return _string(value, sample_id, field, MAX_NAME_CHARS)
 
 
 def _comments(raw: Any, sample_id: str, field: str, english: bool) -> list[dict]:
@@ -202,20 +271,25 @@ def _comments(raw: Any, sample_id: str, field: str, english: bool) -> list[dict]
         return []
     if english:
         if not isinstance(raw, list):
-            raise InputRecordError(sample_id, field, "expected a list of {id, text, time}")
-        items = [(str(c.get("id", i)) if isinstance(c, dict) else str(i), c) for i, c in enumerate(raw)]
+            raise InputRecordError(sample_id, field, f"expected a list of {{id, text, time}}, got {show(raw)}")
+        items = [(c["id"] if isinstance(c, dict) and "id" in c else str(i), c) for i, c in enumerate(raw)]
         text_key, time_key = "text", "time"
     else:
         if not isinstance(raw, dict):
-            raise InputRecordError(sample_id, field, "expected an object of comment id -> {评论内容, 评论时间}")
+            raise InputRecordError(sample_id, field, f"expected an object of comment id -> {{评论内容, 评论时间}}, "
+                                                     f"got {show(raw)}")
         items = list(raw.items())
         text_key, time_key = list(XSVIDEO_COMMENT_KEYS)
     out = []
-    for cid, c in items:
-        if not isinstance(c, dict) or time_key not in c:
-            raise InputRecordError(sample_id, f"{field}[{cid}]", f"expected an object with {text_key!r} and {time_key!r}")
-        ts = parse_time(c[time_key], sample_id, f"{field}[{cid}].{time_key}")
-        out.append({"comment_id": str(cid), "text": _text(c.get(text_key)), "time": c[time_key], "timestamp": ts})
+    for i, (cid, c) in enumerate(items):
+        where = f"{field}[{cid if isinstance(cid, str) and len(cid) <= 40 else i}]"
+        cid = _name(cid, sample_id, f"{where}.id" if english else where)
+        if not isinstance(c, dict) or text_key not in c or time_key not in c:
+            raise InputRecordError(sample_id, where, f"expected an object with {text_key!r} and {time_key!r}, "
+                                                     f"got {show(c)}")
+        ts = parse_time(c[time_key], sample_id, f"{where}.{time_key}")
+        text = _text(c[text_key], sample_id, f"{where}.{text_key}")
+        out.append({"comment_id": cid, "text": text, "time": c[time_key], "timestamp": ts})
     return out
 
 
@@ -223,11 +297,13 @@ _SKIPPED = object()  # a JSON Lines record another ingest worker parses
 
 
 def iter_records(path: Path, fmt: str, f: IO[bytes], wanted: Callable[[int], bool] | None = None
-                 ) -> Iterator[tuple[str | None, Any]]:
-    """Yield (sample id, raw record) pairs without loading the whole file.
+                 ) -> Iterator[tuple[Any, Any]]:
+    """Yield (sample id as given, raw record) pairs without loading the whole file.
 
-    With `wanted` (record position -> bool), JSON Lines records at other positions are not parsed and
-    come as (None, _SKIPPED); the xsvideo format is parsed in full either way (one JSON object).
+    No record is built past the limits (MAX_JSON_DEPTH nested containers, MAX_TEXT_CHARS a string, 64-bit
+    integers): InputRecordError names the sample and the field. With `wanted` (record position -> bool),
+    JSON Lines records at other positions are not parsed and come as (None, _SKIPPED); the xsvideo format
+    is parsed in full either way (one JSON object).
     """
     if fmt == "jsonl":
         pos = 0
@@ -239,22 +315,47 @@ def iter_records(path: Path, fmt: str, f: IO[bytes], wanted: Callable[[int], boo
                 yield None, _SKIPPED
                 continue
             pos += 1
-            try:
-                rec = orjson.loads(line)
-            except orjson.JSONDecodeError as exc:
-                raise UserError(f"{path}: line {lineno}: malformed JSON ({exc})") from None
-            if not isinstance(rec, dict) or "id" not in rec:
-                raise UserError(f"{path}: line {lineno}: record has no 'id' field")
-            yield str(rec["id"]), rec
+            yield _jsonl_record(path, lineno, line)
         return
-    last = None
+    where, last = Where(), None
     try:
-        for sample_id, rec in ijson.kvitems(f, "", use_float=True):
+        for sample_id, rec in object_items(f, where, MAX_JSON_DEPTH, MAX_TEXT_CHARS):
             last = sample_id
             yield sample_id, rec
+    except JsonLimitError as exc:
+        raise InputRecordError(sample_label(where.sample_id), exc.field, exc.problem) from None
     except ijson.JSONError as exc:
-        where = f"after sample {last}" if last is not None else "before the first sample"
-        raise UserError(f"{path}: malformed JSON {where}: {exc}") from None
+        if where.sample_id is not None and "integer overflow" in str(exc):
+            raise InputRecordError(sample_label(where.sample_id), where.field, "integer too large (beyond 64 bits)") from None
+        if where.sample_id is not None:
+            at = f"in sample {sample_label(where.sample_id)} (field {where.field!r})"
+        else:
+            at = f"after sample {sample_label(last)}" if last is not None else "before the first sample"
+        raise UserError(f"{path}: malformed JSON {at}: {exc}") from None
+
+
+def _jsonl_record(path: Path, lineno: int, line: bytes) -> tuple[Any, dict]:
+    """(id, record) of one JSON Lines line within the limits; orjson reads it, a slow exact reader explains refusals."""
+    try:
+        rec = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        # orjson refuses integers beyond 64 bits and depths over 1024 like any malformed line: read it again,
+        # within the limits, to name the sample and field when a limit is what it broke
+        try:
+            line_value(line, Where(), MAX_JSON_DEPTH, MAX_TEXT_CHARS)
+        except JsonLimitError as limit:
+            sid = top_level_value(line, "id")
+            raise InputRecordError(f"on line {lineno}" if sid is None else sample_label(sid), limit.field,
+                                   limit.problem) from None
+        except ijson.JSONError:
+            pass
+        raise UserError(f"{path}: line {lineno}: malformed JSON ({exc})") from None
+    if not isinstance(rec, dict) or "id" not in rec:
+        raise UserError(f"{path}: line {lineno}: record has no 'id' field")
+    limit = check_tree(rec, MAX_JSON_DEPTH, MAX_TEXT_CHARS)
+    if limit is not None:
+        raise InputRecordError(sample_label(rec["id"]), limit.field, limit.problem)
+    return rec["id"], rec
 
 
 INGEST_BLOCK = 4096  # records: worker k of W validates the blocks b with b % W == k
@@ -295,7 +396,11 @@ def _ingest_part(path: Path, fmt: str, staging: Path, part: int, parts: int, bat
             for pos, (sample_id, rec) in enumerate(iter_records(path, fmt, f, mine)):
                 if mine is not None and not mine(pos):
                     continue
-                row, comments = normalize_record(sample_id, rec, english=fmt == "jsonl")
+                try:
+                    row, comments = normalize_record(sample_id, rec, english=fmt == "jsonl")
+                except InputRecordError as exc:
+                    error_pos, error = pos, ("record", exc.sample_id, exc.field, exc.problem)
+                    break
                 row["pos"] = pos
                 rows.append(row)
                 for cpos, c in enumerate(comments):
@@ -310,8 +415,8 @@ def _ingest_part(path: Path, fmt: str, staging: Path, part: int, parts: int, bat
                     cw.write_table(pa.Table.from_pylist(crow, COMMENT_SCHEMA))
                     n_comments += len(crow)
                     crow = []
-        except InputRecordError as exc:
-            error_pos, error = pos, ("record", exc.sample_id, exc.field, exc.problem)
+        except InputRecordError as exc:  # a limit, met while reading record pos + 1
+            error_pos, error = pos + 1, ("record", exc.sample_id, exc.field, exc.problem)
         except UserError as exc:  # malformed JSON: met while reading record pos + 1
             error_pos, error = pos + 1, ("user", str(exc))
         sw.write_table(pa.Table.from_pylist(rows, SAMPLE_SCHEMA))
@@ -377,9 +482,9 @@ def _check_duplicate_ids(samples: Path, staging: Path, before: int | None) -> No
     con = duckdb.connect()
     try:
         con.execute("SET memory_limit='1GB'")
-        con.execute(f"SET temp_directory='{(staging / 'spill').as_posix()}'")
+        con.execute(f"SET temp_directory={literal(staging / 'spill')}")
         where = "" if before is None else f"WHERE pos < {int(before)}"
-        con.execute(f"CREATE VIEW ids AS SELECT sample_id, pos FROM read_parquet('{samples.as_posix()}') {where}")
+        con.execute(f"CREATE VIEW ids AS SELECT sample_id, pos FROM read_parquet({literal(samples)}) {where}")
         if con.execute("SELECT count(*) = count(DISTINCT sample_id) FROM ids").fetchone()[0]:
             return
         dup = con.execute("""

@@ -81,6 +81,15 @@ XSVIDEO_KEYS = {
 }
 XSVIDEO_COMMENT_KEYS = {"评论内容": "text", "评论时间": "time"}
 
+# Input limits of `graphstore build` and `append` (both formats; README "Input formats"). Each is far above
+# the released file (381,926 samples in 702 MB: ~1.8 KB a sample with its comments).
+MAX_JSON_DEPTH = 16  # containers nested in one record; the deepest legitimate is 3 (record > comments > comment)
+MAX_TEXT_CHARS = 1_000_000  # one string: a title, description or comment text (and any string or key at all)
+MAX_NAME_CHARS = 10_000  # one topic, author id, url, comment id or history entry
+MAX_COUNT = 2**53  # counts and the duration: stored int64 / float64, encoded as float log(v + 1); exact below 2^53
+MAX_ID = 2**63 - 1  # sample ids are canonical decimal strings of 0..MAX_ID (an int64)
+MIN_DATE, MAX_DATE = "2000-01-01", "2100-01-01"  # post, current and comment times t: MIN_DATE <= t < MAX_DATE (UTC)
+
 # Level thresholds of the paper: a sample is level k if any indicator exceeds its level-k
 # threshold (views, then likes/shares/collects/comments); level 0 if all are 0.
 VIEW_THRESHOLDS = (0, 100, 100_000, 1_000_000, 1_000_000, 1_000_000, 1_000_000, 10_000_000, 200_000_000)
