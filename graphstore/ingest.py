@@ -17,8 +17,8 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from graphstore.errors import InputRecordError, UserError
-from graphstore.jsonstream import JsonLimitError, Where, check_tree, first_value_event, line_value, object_items
-from graphstore.jsonstream import top_level_value
+from graphstore.jsonstream import (INT64_TOO_LARGE, JsonLimitError, Where, check_tree, first_value_event, line_value,
+                                   object_items, top_level_value)
 from graphstore.schema import (COUNT_FIELDS, MAX_COUNT, MAX_DATE, MAX_ID, MAX_JSON_DEPTH, MAX_NAME_CHARS,
                                MAX_TEXT_CHARS, MIN_DATE, PLATFORM_NAMES_EN, PLATFORMS, XSVIDEO_COMMENT_KEYS,
                                XSVIDEO_KEYS)
@@ -263,6 +263,8 @@ def _name(value: Any, sample_id: str, field: str) -> str:
         if 0 <= value <= MAX_ID:
             return str(value)
         raise InputRecordError(sample_id, field, f"a numeric id must be 0 .. 2^63 - 1, got {show(value)}")
+    if not isinstance(value, str):
+        raise InputRecordError(sample_id, field, f"expected a string or a whole number 0 .. 2^63 - 1, got {show(value)}")
     return _string(value, sample_id, field, MAX_NAME_CHARS)
 
 
@@ -326,7 +328,7 @@ def iter_records(path: Path, fmt: str, f: IO[bytes], wanted: Callable[[int], boo
         raise InputRecordError(sample_label(where.sample_id), exc.field, exc.problem) from None
     except ijson.JSONError as exc:
         if where.sample_id is not None and "integer overflow" in str(exc):
-            raise InputRecordError(sample_label(where.sample_id), where.field, "integer too large (beyond 64 bits)") from None
+            raise InputRecordError(sample_label(where.sample_id), where.field, INT64_TOO_LARGE) from None
         if where.sample_id is not None:
             at = f"in sample {sample_label(where.sample_id)} (field {where.field!r})"
         else:
@@ -334,28 +336,40 @@ def iter_records(path: Path, fmt: str, f: IO[bytes], wanted: Callable[[int], boo
         raise UserError(f"{path}: malformed JSON {at}: {exc}") from None
 
 
+_LONG_DIGITS = re.compile(rb"[0-9]{19}")  # 19 digits or more: maybe an integer beyond 64 bits
+
+
 def _jsonl_record(path: Path, lineno: int, line: bytes) -> tuple[Any, dict]:
-    """(id, record) of one JSON Lines line within the limits; orjson reads it, a slow exact reader explains refusals."""
+    """(id, record) of one JSON Lines line within the limits; orjson reads it, a slow exact reader explains the rest.
+
+    orjson refuses depths over 1024 like any malformed line, and reads integers beyond 64 bits as floats:
+    those lines are read again, within the limits, so that the error names the sample and the field.
+    """
     try:
         rec = orjson.loads(line)
     except orjson.JSONDecodeError as exc:
-        # orjson refuses integers beyond 64 bits and depths over 1024 like any malformed line: read it again,
-        # within the limits, to name the sample and field when a limit is what it broke
-        try:
-            line_value(line, Where(), MAX_JSON_DEPTH, MAX_TEXT_CHARS)
-        except JsonLimitError as limit:
-            sid = top_level_value(line, "id")
-            raise InputRecordError(f"on line {lineno}" if sid is None else sample_label(sid), limit.field,
-                                   limit.problem) from None
-        except ijson.JSONError:
-            pass
+        _check_limits(line, lineno)
         raise UserError(f"{path}: line {lineno}: malformed JSON ({exc})") from None
     if not isinstance(rec, dict) or "id" not in rec:
         raise UserError(f"{path}: line {lineno}: record has no 'id' field")
     limit = check_tree(rec, MAX_JSON_DEPTH, MAX_TEXT_CHARS)
     if limit is not None:
         raise InputRecordError(sample_label(rec["id"]), limit.field, limit.problem)
+    if _LONG_DIGITS.search(line):
+        _check_limits(line, lineno)
     return rec["id"], rec
+
+
+def _check_limits(line: bytes, lineno: int) -> None:
+    """InputRecordError if the JSON on `line` breaks a limit (depth, string length, 64-bit integers)."""
+    try:
+        line_value(line, Where(), MAX_JSON_DEPTH, MAX_TEXT_CHARS)
+    except JsonLimitError as limit:
+        sid = top_level_value(line, "id")
+        raise InputRecordError(f"on line {lineno}" if sid is None else sample_label(sid), limit.field,
+                               limit.problem) from None
+    except (ijson.JSONError, UnicodeDecodeError):
+        pass
 
 
 INGEST_BLOCK = 4096  # records: worker k of W validates the blocks b with b % W == k

@@ -14,6 +14,7 @@ from typing import Any
 import ijson
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+INT64_TOO_LARGE = "integer too large (beyond the 64-bit range -2^63 .. 2^63 - 1)"
 _PY_BACKEND = ijson.get_backend("python")  # exact big integers (yajl2_c stops at "integer overflow")
 
 
@@ -38,7 +39,7 @@ def _check_scalar(event: str, value: Any, where: Where, max_chars: int) -> None:
         if len(value) > max_chars:
             raise JsonLimitError(where.field, f"a string of {len(value):,} characters is longer than the limit of {max_chars:,}")
     elif event == "number" and value.__class__ is int and not INT64_MIN <= value <= INT64_MAX:
-        raise JsonLimitError(where.field, "integer too large (beyond 64 bits)")
+        raise JsonLimitError(where.field, INT64_TOO_LARGE)
 
 
 def build_value(events: Iterator[tuple[str, Any]], where: Where, max_depth: int, max_chars: int) -> Any:
@@ -137,7 +138,7 @@ def check_tree(record: dict, max_depth: int, max_chars: int) -> JsonLimitError |
                     return JsonLimitError(field, f"a string of {len(v):,} characters is longer than the limit of {max_chars:,}")
             elif cls is int:
                 if not INT64_MIN <= v <= INT64_MAX:
-                    return JsonLimitError(field, "integer too large (beyond 64 bits)")
+                    return JsonLimitError(field, INT64_TOO_LARGE)
             elif cls is list or cls is dict:
                 if depth + 1 > max_depth:
                     return JsonLimitError(field, f"nested deeper than {max_depth} levels")
