@@ -336,7 +336,8 @@ def iter_records(path: Path, fmt: str, f: IO[bytes], wanted: Callable[[int], boo
         raise UserError(f"{path}: malformed JSON {at}: {exc}") from None
 
 
-_LONG_DIGITS = re.compile(rb"[0-9]{19}")  # 19 digits or more: maybe an integer beyond 64 bits
+# a number of 19 digits or more after ':', ',' or '[': maybe an integer beyond 64 bits (ids in urls do not match)
+_LONG_DIGITS = re.compile(rb"[:,\[]\s*-?[0-9]{19}")
 
 
 def _jsonl_record(path: Path, lineno: int, line: bytes) -> tuple[Any, dict]:
