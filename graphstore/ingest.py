@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from graphstore.errors import InputRecordError, UserError
 from graphstore.jsonstream import (INT64_TOO_LARGE, JsonLimitError, Where, check_tree, first_value_event, line_value,
-                                   object_items, top_level_value)
+                                   object_items, too_long, top_level_value)
 from graphstore.schema import (COUNT_FIELDS, MAX_COUNT, MAX_DATE, MAX_ID, MAX_JSON_DEPTH, MAX_NAME_CHARS,
                                MAX_TEXT_CHARS, MIN_DATE, PLATFORM_NAMES_EN, PLATFORMS, XSVIDEO_COMMENT_KEYS,
                                XSVIDEO_KEYS)
@@ -218,7 +218,8 @@ def _platform_id(value: Any, sample_id: str, field: str) -> int:
     """Index in PLATFORMS of a Chinese platform name or its English name (any case)."""
     pid = _PLATFORM_IDS.get(value, _PLATFORM_IDS.get(value.lower())) if isinstance(value, str) else None
     if pid is None:
-        raise InputRecordError(sample_id, field, f"unknown platform {show(value)} (expected one of {', '.join(PLATFORMS)})")
+        raise InputRecordError(sample_id, field,
+                               f"unknown platform {show(value)} (expected one of {', '.join(PLATFORMS)})")
     return pid
 
 
@@ -247,8 +248,7 @@ def _string(value: Any, sample_id: str, field: str, max_chars: int) -> str:
     if not isinstance(value, str):
         raise InputRecordError(sample_id, field, f"expected a string, got {show(value)}")
     if len(value) > max_chars:
-        raise InputRecordError(sample_id, field, f"a string of {len(value):,} characters is longer than the limit "
-                                                 f"of {max_chars:,}")
+        raise InputRecordError(sample_id, field, too_long("string", len(value), max_chars))
     return value
 
 
@@ -264,7 +264,8 @@ def _name(value: Any, sample_id: str, field: str) -> str:
             return str(value)
         raise InputRecordError(sample_id, field, f"a numeric id must be 0 .. 2^63 - 1, got {show(value)}")
     if not isinstance(value, str):
-        raise InputRecordError(sample_id, field, f"expected a string or a whole number 0 .. 2^63 - 1, got {show(value)}")
+        raise InputRecordError(sample_id, field,
+                               f"expected a string or a whole number 0 .. 2^63 - 1, got {show(value)}")
     return _string(value, sample_id, field, MAX_NAME_CHARS)
 
 
@@ -278,8 +279,8 @@ def _comments(raw: Any, sample_id: str, field: str, english: bool) -> list[dict]
         text_key, time_key = "text", "time"
     else:
         if not isinstance(raw, dict):
-            raise InputRecordError(sample_id, field, f"expected an object of comment id -> {{评论内容, 评论时间}}, "
-                                                     f"got {show(raw)}")
+            raise InputRecordError(sample_id, field,
+                                   f"expected an object of comment id -> {{评论内容, 评论时间}}, got {show(raw)}")
         items = list(raw.items())
         text_key, time_key = list(XSVIDEO_COMMENT_KEYS)
     out = []

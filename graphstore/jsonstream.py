@@ -34,10 +34,15 @@ class Where:
     field: str = "<record>"
 
 
+def too_long(what: str, length: int, max_chars: int) -> str:
+    """The problem of a string or key past the length limit."""
+    return f"a {what} of {length:,} characters is longer than the limit of {max_chars:,}"
+
+
 def _check_scalar(event: str, value: Any, where: Where, max_chars: int) -> None:
     if event == "string":
         if len(value) > max_chars:
-            raise JsonLimitError(where.field, f"a string of {len(value):,} characters is longer than the limit of {max_chars:,}")
+            raise JsonLimitError(where.field, too_long("string", len(value), max_chars))
     elif event == "number" and value.__class__ is int and not INT64_MIN <= value <= INT64_MAX:
         raise JsonLimitError(where.field, INT64_TOO_LARGE)
 
@@ -56,7 +61,7 @@ def build_value(events: Iterator[tuple[str, Any]], where: Where, max_depth: int,
     for event, value in events:
         if event == "map_key":
             if len(value) > max_chars:
-                raise JsonLimitError(where.field, f"a key of {len(value):,} characters is longer than the limit of {max_chars:,}")
+                raise JsonLimitError(where.field, too_long("key", len(value), max_chars))
             key = value
             if len(stack) == 1:
                 where.field = value
@@ -128,14 +133,14 @@ def check_tree(record: dict, max_depth: int, max_chars: int) -> JsonLimitError |
     """The first limit a parsed record breaks (depth, string length, 64-bit integers), or None."""
     for field, value in record.items():
         if len(field) > max_chars:
-            return JsonLimitError("<record>", f"a key of {len(field):,} characters is longer than the limit of {max_chars:,}")
+            return JsonLimitError("<record>", too_long("key", len(field), max_chars))
         stack = [(value, 1)]  # (value, depth of the container holding it)
         while stack:
             v, depth = stack.pop()
             cls = v.__class__
             if cls is str:
                 if len(v) > max_chars:
-                    return JsonLimitError(field, f"a string of {len(v):,} characters is longer than the limit of {max_chars:,}")
+                    return JsonLimitError(field, too_long("string", len(v), max_chars))
             elif cls is int:
                 if not INT64_MIN <= v <= INT64_MAX:
                     return JsonLimitError(field, INT64_TOO_LARGE)
@@ -143,8 +148,9 @@ def check_tree(record: dict, max_depth: int, max_chars: int) -> JsonLimitError |
                 if depth + 1 > max_depth:
                     return JsonLimitError(field, f"nested deeper than {max_depth} levels")
                 if cls is dict:
-                    if any(len(k) > max_chars for k in v):
-                        return JsonLimitError(field, f"a key longer than the limit of {max_chars:,} characters")
+                    longest = max(map(len, v), default=0)
+                    if longest > max_chars:
+                        return JsonLimitError(field, too_long("key", longest, max_chars))
                     v = v.values()
                 stack.extend((x, depth + 1) for x in v)
     return None

@@ -130,7 +130,8 @@ CASES = {
                            "expected a string"),
     "url number": (TOP("url"), _set("url", 5), None, "expected a string"),
     "author id not a string or an integer": (
-        TOP("author_id"), [_set("author_id", v) for v in (False, 1.5, 5.0, {"id": "u1"}, None)], None, "expected a string"),
+        TOP("author_id"), [_set("author_id", v) for v in (False, 1.5, 5.0, {"id": "u1"}, None)], None,
+        "expected a string"),
     "author id negative": (TOP("author_id"), _set("author_id", -3), None, "0 .. 2^63 - 1"),
     "history entry not an id": (
         TOP("history"), [_set("history", v) for v in ([1001.0], [True], [None], [{"id": "1001"}], [-1], "1001")], None,
@@ -251,12 +252,13 @@ def test_limit_errors_come_in_file_order_with_parallel_workers(tmp_path):
     rows[4]["description"] = DEEP
     rows[7]["level"] = 42
     src = tmp_path / "a.jsonl"
-    src.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).replace(json.dumps(DEEP), _nested(40)))
+    write = lambda: _write(src, {str(k): r for k, r in enumerate(rows)}, "jsonl", _nested(40))  # noqa: E731
+    write()
     with pytest.raises(InputRecordError) as err:
         ingest(src, tmp_path / "a", progress=False, workers=2, block_records=3)
     assert (err.value.sample_id, err.value.field) == (ids[4], "description"), err.value
     rows[2] = dict(rows[1])  # a duplicate before the depth error wins
-    src.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).replace(json.dumps(DEEP), _nested(40)))
+    write()
     with pytest.raises(InputRecordError, match="duplicate sample id"):
         ingest(src, tmp_path / "b", progress=False, workers=2, block_records=3)
 
