@@ -37,8 +37,9 @@ def store_location(data_dir: Path) -> Path:
 def damaged(data_dir: Path, what: str, file: Path | str, problem: str, *, verify: bool = True) -> StoreDamaged:
     """The error for a damaged file `file` of array or table `what` of the store at `data_dir`
     (`verify`: suggest `graphstore info --verify`, which needs a readable metadata document)."""
-    hint = f"run `graphstore info --verify {store_location(data_dir)}`, then rebuild or restore it" if verify \
-        else "rebuild or restore it"
+    store = store_location(data_dir)
+    store = store if (store / "zarr.json").is_file() else "STORE"
+    hint = f"run `graphstore info --verify {store}`, then rebuild or restore it" if verify else "rebuild or restore it"
     err = StoreDamaged(f"{what}: {file}: {problem}; the store is damaged ({hint})")
     err.file, err.problem = str(file), problem
     return err

@@ -161,13 +161,13 @@ class FeatureArray:
             raise UserError(f"{self.path}: no feature array (run `graphstore featurize`)")
         if policy not in POLICIES:
             raise UserError(f"cache policy must be one of {sorted(POLICIES)}, got {policy!r}")
+        if raw_read not in RAW_READS:
+            raise UserError(f"raw_read must be one of {RAW_READS}, got {raw_read!r}")
         # once per open, off the hot path: every chunk file is there (raw ones of their size)
         self.layout = read_layout(self.path, check_chunk_files(self.path, _array_name(self.path), self._data_dir))
         self.cache_bytes, self.policy, self.map_raw = int(cache_bytes), policy, map_raw
         # the C++ kernel serves raw memory-mapped arrays; kernel=False keeps the NumPy path (benchmarks)
         self.kernel = bool(kernel) and _gather_cpp is not None
-        if raw_read not in RAW_READS:
-            raise UserError(f"raw_read must be one of {RAW_READS}, got {raw_read!r}")
         self.raw_read = raw_read
         self._pid = -1
         self.stats = {"hits": 0, "misses": 0, "bytes_read": 0}
