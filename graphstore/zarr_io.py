@@ -130,6 +130,11 @@ class ColumnReader:
     def __init__(self, array) -> None:
         self.array, self.chunk = array, int(array.chunks[0])
         self.cached: dict[int, np.ndarray] = {}
+        root = getattr(array.store, "root", None)  # a local store: its chunk files are checked once, here
+        if root is not None and array.path:
+            from graphstore.integrity import check_chunk_files
+
+            check_chunk_files(Path(root) / array.path, array.path, Path(root))
 
     def rows(self, lo: int, hi: int) -> np.ndarray:
         """Values of rows [lo, hi)."""
