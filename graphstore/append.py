@@ -37,6 +37,7 @@ from graphstore.generations import (
     GEN_DIR, collect_garbage, commit, discard_pending, exclusive, generation_dir, link_file, link_tree, write_document,
 )
 from graphstore.ingest import ingest
+from graphstore.integrity import record_tables
 from graphstore.schema import ATTRIBUTE_RELATIONS, FORMAT_VERSION
 from graphstore.store import GraphStore
 from graphstore.topology import bucket_bounds, merge_bucket
@@ -134,6 +135,7 @@ def stage_append(src: GraphStore, input_path: str | Path, dest: Path, *, memory_
         "samples": result.samples, "comments": result.comments, "topics": result.topics, "touched": result.touched,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "seconds": seconds,
     })
+    record_tables(dest, meta)  # digests of the new table parts (graphstore.integrity)
     write_document(dest, meta)
     return result
 

@@ -16,6 +16,7 @@ import zarr
 
 from graphstore.errors import InputRecordError, UserError
 from graphstore.ingest import ingest
+from graphstore.integrity import seal
 from graphstore.schema import (
     ATTRIBUTE_RELATIONS, COUNT_FIELDS, DAY, DEFAULT_CUTOFF, DEFAULT_MEMORY_LIMIT, DEFAULT_VAL_DAYS, FORMAT_VERSION,
     NODE_TYPES, PLATFORMS, RELATIONS,
@@ -65,6 +66,7 @@ def build_store(
         con.close()
         shutil.rmtree(tmp / "staging")
         meta["checksums"] = store_checksums(root)
+        seal(tmp, meta)  # the store's identity and its tables' digests (graphstore.integrity)
         meta["build"]["seconds"] = round(time.time() - started, 1)
         root.attrs["graphstore"] = meta
         if featurize:

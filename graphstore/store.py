@@ -13,6 +13,9 @@ import zarr
 
 from graphstore.errors import UserError
 from graphstore.generations import current
+from graphstore.integrity import (
+    StoreDamaged, check_chunk_files, check_table_files, damaged, read_document, store_id, verify_tables,
+)
 from graphstore.schema import FORMAT_VERSION, READABLE_FORMAT_VERSIONS
 from graphstore.topology import Relation, Topology
 from graphstore.zarr_io import read_array
@@ -57,20 +60,39 @@ class GraphStore:
     def open(cls, path: str | Path, mode: str = "r") -> GraphStore:
         """Open a store's current generation; raises UserError when `path` is not a store of a known version."""
         location = Path(path)
+        if location.exists() and not location.is_dir():
+            raise UserError(f"{location}: a file, not a graphstore directory")
         for attempt in range(3):  # an append may delete the generation read a moment ago: read the pointer again
-            data, _ = current(location)
+            try:
+                data, _ = current(location)
+            except (ValueError, TypeError, KeyError, AttributeError, UnicodeDecodeError, IsADirectoryError) as e:
+                raise damaged(location, "the store's metadata", location / "zarr.json", f"unreadable ({e})",
+                              verify=False) from None
             if (data / "zarr.json").is_file() or attempt == 2:
                 break
         if not (data / "zarr.json").is_file():
             raise UserError(f"{location}: not a graphstore (no {data / 'zarr.json'}); build one with `graphstore build`")
-        root = zarr.open_group(str(data), mode=mode, zarr_format=3)
-        meta = root.attrs.get("graphstore")
+        doc = read_document(data / "zarr.json", "the store's metadata", data, verify=False)
+        try:
+            root = zarr.open_group(str(data), mode=mode, zarr_format=3)
+        except (ValueError, TypeError, KeyError) as e:
+            raise damaged(data, "the store's metadata", data / "zarr.json", f"not a Zarr group document ({e})",
+                          verify=False) from None
+        meta = doc.get("attributes", {}).get("graphstore") if isinstance(doc.get("attributes"), dict) else None
         if not isinstance(meta, dict) or meta.get("format") != "graphstore":
             raise UserError(f"{location}: a Zarr group but not a graphstore (no 'graphstore' metadata)")
         if meta.get("format_version") not in READABLE_FORMAT_VERSIONS:
             raise UserError(f"{location}: format version {meta.get('format_version')} is not supported "
                             f"(this is {FORMAT_VERSION})")
+        for key in ("node_types", "relations", "splits"):
+            if not isinstance(meta.get(key), (dict, list)):
+                raise damaged(data, "the store's metadata", data / "zarr.json", f"no valid {key!r} entry", verify=False)
         return cls(data, root, meta, location)
+
+    @property
+    def store_id(self) -> str | None:
+        """The store's identity: made by its build, kept by append and featurize (docs/FORMAT.md)."""
+        return store_id(self.meta)
 
     @property
     def generation(self) -> int:
@@ -96,13 +118,14 @@ class GraphStore:
         if self.closed:
             raise UserError(f"{self.path}: the store is closed")
         rels = {}
+        recorded = {name for name in self.meta.get("checksums", {}) if name.startswith("topology/")}
         for r in self.meta["relations"]:
             arrays = {}
             group = self.path / "topology" / r["name"]
-            if group.is_dir():
-                for child in group.iterdir():
-                    if (child / "zarr.json").is_file():
-                        arrays[child.name] = read_array(self.path, f"topology/{r['name']}/{child.name}")
+            names = {f"topology/{r['name']}/{c.name}" for c in group.iterdir() if (c / "zarr.json").is_file()} \
+                if group.is_dir() else set()
+            for name in sorted(names | {n for n in recorded if n.rsplit("/", 1)[0] == f"topology/{r['name']}"}):
+                arrays[name.rsplit("/", 1)[1]] = read_array(self.path, name)  # a recorded array must be there
             rels[r["name"]] = Relation(
                 name=r["name"], head=r["head"], kind=r["kind"], tail=r["tail"],
                 head_index=arrays.get("head"), indptr=arrays.get("indptr"), indices=arrays.get("indices"),
@@ -133,7 +156,7 @@ class GraphStore:
         """A per-video column (docs/FORMAT.md), node order."""
         if f"columns/{name}" not in self._array_names:
             raise UserError(f"no column {name!r}; columns: {', '.join(sorted(self.root['columns'].array_keys()))}")
-        return self.root[f"columns/{name}"][...]
+        return read_array(self.path, f"columns/{name}", mmap=False)
 
     @cached_property
     def _array_names(self) -> set[str]:
@@ -151,20 +174,22 @@ class GraphStore:
         """Video node ids (int64, ascending) of split `name`."""
         if name not in SPLITS:
             raise UserError(f"unknown split {name!r}; splits: {', '.join(SPLITS)}")
-        return self.root[f"splits/{name}"][...].astype(np.int64)
+        return read_array(self.path, f"splits/{name}", mmap=False).astype(np.int64)
 
     # --- tables -------------------------------------------------------------------------
     def table_files(self, name: str) -> list[Path]:
         """The Parquet files of table `name` ('samples' or 'comments'), in node order (docs/FORMAT.md)."""
-        return table_files(self.path, name)
+        files = table_files(self.path, name)
+        check_table_files(self.path, name, files, self.meta)
+        return files
 
     def samples_table(self, columns: Iterable[str] | None = None) -> pa.Table:
         """The sample table (samples.parquet), one row per video node in node order."""
-        return _read_files(self.table_files("samples"), columns)
+        return _read_files(self.path, "samples", self.table_files("samples"), columns)
 
     def comments_table(self, columns: Iterable[str] | None = None) -> pa.Table:
         """The comment table (comments.parquet), one row per comment node in node order."""
-        return _read_files(self.table_files("comments"), columns)
+        return _read_files(self.path, "comments", self.table_files("comments"), columns)
 
     @cached_property
     def _sample_ids(self) -> list[str]:
@@ -206,24 +231,41 @@ class GraphStore:
         return self.root[key]
 
     def verify(self) -> list[str]:
-        """Arrays (topology, columns, splits, features) whose bytes no longer match their recorded checksums."""
+        """Arrays (topology, columns, splits, features) and table files whose bytes no longer match their
+        recorded checksums (`verify_problems` says what is wrong with each)."""
+        return list(self.verify_problems())
+
+    def verify_problems(self) -> dict[str, str]:
+        """{array or table file: problem} of everything that no longer matches its recorded checksum."""
         digests = dict(self.meta.get("checksums", {}))
         digests.update({f"features/{t}/{f['name']}": f["xxh64"] for t, f in self.meta.get("features", {}).items()
                         if f.get("xxh64")})
-        return [name for name, digest in digests.items() if not _intact(self.root, name, digest)]
+        problems = {}
+        for name, digest in digests.items():
+            problem = _damage(self.path, self.root, name, digest)
+            if problem:
+                problems[name] = problem
+        problems.update(verify_tables(self.path, self.meta))
+        return problems
 
     def __repr__(self) -> str:
         return f"GraphStore({str(self.location)!r}, generation={self.generation}, videos={self.num_nodes('video')})"
 
 
-def _intact(root: zarr.Group, name: str, digest) -> bool:
-    """Whether array `name` exists and matches `digest`; a chunk that no longer decodes is corrupt too."""
+def _damage(data: Path, root: zarr.Group, name: str, digest) -> str | None:
+    """What is wrong with array `name` (None: it matches `digest`): a missing or truncated chunk file is
+    named, as is a chunk that no longer decodes."""
     from graphstore.zarr_io import checksum_matches
 
     try:
-        return name in root and checksum_matches(root[name], digest)
-    except (RuntimeError, ValueError, OSError):
-        return False
+        check_chunk_files(data / name, name, data)
+        if name not in root:
+            return "missing"
+        return None if checksum_matches(root[name], digest) else "checksum mismatch"
+    except StoreDamaged as e:
+        return f"{e.file}: {e.problem}"
+    except (RuntimeError, ValueError, TypeError, KeyError, OSError) as e:
+        return f"does not decode ({e})"
 
 
 def table_files(data_dir: Path, name: str) -> list[Path]:
@@ -234,7 +276,14 @@ def table_files(data_dir: Path, name: str) -> list[Path]:
     return [path]
 
 
-def _read_files(files: list[Path], columns: Iterable[str] | None) -> pa.Table:
+def _read_files(data: Path, table: str, files: list[Path], columns: Iterable[str] | None) -> pa.Table:
     cols = list(columns) if columns else None
-    tables = [pq.read_table(f, columns=cols) for f in files]
+    tables = []
+    for f in files:
+        try:
+            tables.append(pq.read_table(f, columns=cols))
+        except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as e:
+            if cols and isinstance(e, pa.ArrowInvalid) and "No match for FieldRef" in str(e):
+                raise UserError(f"table {table}: no column among {cols} in {f}") from None
+            raise damaged(data, f"table {table}", f, f"unreadable Parquet ({e})") from None
     return tables[0] if len(tables) == 1 else pa.concat_tables(tables, promote_options="default")

@@ -1,7 +1,6 @@
 """Zarr v3 array helpers: chunked writes, checksums, and a zero-copy memmap path."""
 from __future__ import annotations
 
-import json
 import mmap
 from collections.abc import Iterable
 from pathlib import Path
@@ -94,18 +93,27 @@ def grow_array(array_dir: Path, rows: int, blocks: Iterable[tuple[int, np.ndarra
 
 
 def read_array(store_path: Path, path: str, *, mmap: bool = True) -> np.ndarray:
-    """Read an array; memory-map it when it is one uncompressed little-endian chunk."""
+    """Read an array; memory-map it when it is one uncompressed little-endian chunk.
+
+    Its chunk files are checked first (present, uncompressed ones of their size), and a chunk that does
+    not decode raises StoreDamaged naming the array and the file, never fill values for what is missing.
+    """
+    from graphstore.integrity import check_chunk_files, damaged
+
     array_dir = Path(store_path) / path
-    meta = json.loads((array_dir / "zarr.json").read_text())
+    meta = check_chunk_files(array_dir, path, Path(store_path))
     shape = tuple(meta["shape"])
     codecs = meta.get("codecs", [])
     single_chunk = tuple(meta["chunk_grid"]["configuration"]["chunk_shape"]) == shape
     raw = len(codecs) == 1 and codecs[0]["name"] == "bytes" and codecs[0].get("configuration", {}).get("endian", "little") == "little"
     chunk_file = array_dir / "c" / "/".join("0" for _ in shape)
-    if mmap and single_chunk and raw and chunk_file.is_file() and shape[0] > 0:
-        dtype = zarr.open_array(str(array_dir), mode="r").dtype
-        return np.memmap(chunk_file, dtype=np.dtype(dtype).newbyteorder("<"), mode="r", shape=shape)
-    return zarr.open_array(str(array_dir), mode="r")[...]
+    try:
+        if mmap and single_chunk and raw and chunk_file.is_file() and shape[0] > 0:
+            dtype = zarr.open_array(str(array_dir), mode="r").dtype
+            return np.memmap(chunk_file, dtype=np.dtype(dtype).newbyteorder("<"), mode="r", shape=shape)
+        return zarr.open_array(str(array_dir), mode="r")[...]
+    except (ValueError, TypeError, KeyError, RuntimeError, OSError) as e:
+        raise damaged(Path(store_path), path, array_dir, f"does not decode ({type(e).__name__}: {e})") from None
 
 
 def read_rows(arr: np.ndarray, lo: int, hi: int) -> np.ndarray:
@@ -122,6 +130,11 @@ class ColumnReader:
     def __init__(self, array) -> None:
         self.array, self.chunk = array, int(array.chunks[0])
         self.cached: dict[int, np.ndarray] = {}
+        root = getattr(array.store, "root", None)  # a local store: its chunk files are checked once, here
+        if root is not None and array.path:
+            from graphstore.integrity import check_chunk_files
+
+            check_chunk_files(Path(root) / array.path, array.path, Path(root))
 
     def rows(self, lo: int, hi: int) -> np.ndarray:
         """Values of rows [lo, hi)."""

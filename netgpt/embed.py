@@ -24,6 +24,7 @@ from graphstore.store import GraphStore
 from .config import PretrainConfig
 from .data import batch_inputs, iter_batches
 from .models.labels import known_labels
+from .run_files import load_checkpoint
 from .train_gnn import STAGE, model_for_store
 
 EMBED_SEED_OFFSET = 2_000_003
@@ -43,7 +44,7 @@ def load_best(run_dir: Path, store: GraphStore, stage: str = STAGE) -> tuple[tor
     best = run_dir / stage / "best.pt"
     if not best.is_file():
         raise UserError(f"{run_dir}: no {stage}/best.pt; train it first with `netgpt train --stage {stage}`")
-    ck = torch.load(best, map_location="cpu", weights_only=False)
+    ck = load_checkpoint(best, keys=("config", "model", "epoch"))
     cfg = PretrainConfig.from_dict(ck["config"])
     model = model_for_store(cfg, store)
     model.load_state_dict(ck["model"])

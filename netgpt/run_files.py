@@ -34,6 +34,30 @@ def write_predictions(path: Path, nodes: np.ndarray, sample_ids: list[str], y_tr
     replace_with(path, lambda tmp: pq.write_table(table, tmp))
 
 
+def load_checkpoint(path: str | Path, map_location: Any = "cpu", keys: tuple[str, ...] = ()) -> dict:
+    """torch.load of a checkpoint written by torch_save; UserError naming the file when it is truncated,
+    not a checkpoint, or lacks one of `keys` (never a traceback from the unpickler)."""
+    import pickle
+    import zipfile
+
+    path = Path(path)
+    try:
+        ck = torch.load(path, map_location=map_location, weights_only=False)
+    except FileNotFoundError:
+        raise UserError(f"{path}: the checkpoint does not exist") from None
+    except IsADirectoryError:
+        raise UserError(f"{path}: a directory, not a checkpoint") from None
+    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, TypeError,
+            AttributeError, ImportError, IndexError, KeyError, UnicodeDecodeError) as e:
+        raise UserError(f"{path}: not a readable checkpoint (truncated or damaged: {type(e).__name__}: "
+                        f"{str(e).split('. ')[0]}); train that stage again") from None
+    missing = [k for k in keys if not isinstance(ck, dict) or k not in ck]
+    if missing:
+        raise UserError(f"{path}: not a checkpoint of this stage (no {', '.join(repr(k) for k in missing)}); "
+                        "train that stage again")
+    return ck
+
+
 def torch_save(obj: Any, path: Path) -> None:
     """torch.save to a temporary file, then rename."""
     replace_with(path, lambda tmp: torch.save(obj, tmp))

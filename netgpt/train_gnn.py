@@ -22,7 +22,7 @@ from .data import batch_inputs, edge_types, input_dims, iter_batches
 from .distributed import DistContext, barrier, broadcast_flag, cleanup, gather_arrays, init_distributed, shard_seeds
 from .metrics import regression_metrics
 from .models.labels import LABEL_COLUMNS, KnownLabels, known_labels
-from .run_files import torch_save, write_predictions
+from .run_files import load_checkpoint, torch_save, write_predictions
 
 STAGE = "pretrain"
 EVAL_SPLITS = ("val", "test")
@@ -192,7 +192,10 @@ def _run(run_dir: Path, store_path: Path, cfg: PretrainConfig, ctx: DistContext,
         out.mkdir(parents=True, exist_ok=True)
         cfg.save(out / "config.json")
         top = json.loads((run_dir / "config.json").read_text()) if (run_dir / "config.json").is_file() else {}
-        top.update({"store": str(Path(store_path).resolve()), stage: cfg.to_dict()})
+        if resume and top.get("store_id") not in (None, store.store_id):
+            raise UserError(f"{run_dir}: started on another store (id {top['store_id']}, at {top.get('store')}) "
+                            f"than {store.location} (id {store.store_id}); resume it on that store")
+        top.update({"store": str(Path(store_path).resolve()), "store_id": store.store_id, stage: cfg.to_dict()})
         write_json(run_dir / "config.json", top, sort_keys=True)
     barrier(ctx)
 
@@ -209,7 +212,8 @@ def _run(run_dir: Path, store_path: Path, cfg: PretrainConfig, ctx: DistContext,
     opt, sched = make_optimizer(model, cfg, steps_per_epoch)
     start_epoch, best, bad_epochs = 0, {"value": float("inf"), "epoch": -1}, 0
     if resume:
-        ck = torch.load(last_path, map_location=ctx.device, weights_only=False)
+        ck = load_checkpoint(last_path, ctx.device, keys=("model", "optimizer", "scheduler", "epoch", "best",
+                                                          "bad_epochs", "rng"))
         model.load_state_dict(ck["model"]); opt.load_state_dict(ck["optimizer"]); sched.load_state_dict(ck["scheduler"])
         start_epoch, best, bad_epochs = ck["epoch"] + 1, ck["best"], ck["bad_epochs"]
         _set_rng_state(ck["rng"])
@@ -289,7 +293,7 @@ def final_evaluation(run_dir: Path, store: GraphStore, model: torch.nn.Module, c
     """Load best.pt; write predictions_<split>.parquet and metrics.json for val and test (`labels`: the
     run's KnownLabels, None when the model reads none)."""
     out = run_dir / stage
-    ck = torch.load(out / "best.pt", map_location=ctx.device, weights_only=False)
+    ck = load_checkpoint(out / "best.pt", ctx.device, keys=("model", "epoch"))
     model.load_state_dict(ck["model"])
     ids = store.sample_ids() if ctx.is_main else None
     results = {}

@@ -156,14 +156,11 @@ def test_kernel_gather_matches_numpy_path(featurized, node_type, tmp_path):
         np.testing.assert_array_equal(wide, want.astype(np.float32))
     assert kernel._bases is not None  # the kernel served those gathers
     assert kernel._maps is numpy_path._maps  # one set of maps per array and process
-    # a missing chunk file reads as the fill value, as zarr does (the old maps go with their readers)
+    # a missing chunk file is an error naming it (issue 24: never fill values for what is missing)
     del kernel, numpy_path
     (path / "c" / "1" / "0").unlink()
-    again = FeatureArray(path)
-    missing = (ids // again.chunk_rows) == 1
-    assert missing.any()
-    np.testing.assert_array_equal(again.gather(ids)[~missing], want[~missing])
-    assert not again.gather(ids)[missing].any()
+    with pytest.raises(UserError, match="chunk file missing"):
+        FeatureArray(path)
 
 
 @pytest.mark.parametrize("node_type", ["comment", "title"])  # raw (kernel when built) and compressed (cache)
@@ -198,11 +195,9 @@ def test_pread_gather_matches_mapped(featurized, node_type, tmp_path):
     assert no_kernel._maps is None
     want = mapped.gather(ids)
     del mapped, pread, no_kernel
-    (path / "c" / "1" / "0").unlink()  # an absent chunk reads as the fill value
-    got = FeatureArray(path, raw_read="pread").gather(ids)
-    missing = ids // cr == 1
-    np.testing.assert_array_equal(got[~missing], want[~missing])
-    assert missing.any() and not got[missing].any()
+    (path / "c" / "1" / "0").unlink()  # an absent chunk is an error naming it (issue 24), not fill values
+    with pytest.raises(UserError, match="chunk file missing"):
+        FeatureArray(path, raw_read="pread").gather(ids)
     with pytest.raises(UserError, match="raw_read"):
         FeatureArray(path, raw_read="mmapp")
 

@@ -17,7 +17,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("info", help="print nodes per type, edges per relation and bytes on disk per part")
     add_store_argument(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--verify", action="store_true", help="recompute every array checksum; exit 1 on a mismatch")
+    p.add_argument("--verify", action="store_true",
+                   help="recompute every array's and table file's checksum; exit 1 naming what is damaged")
     p.set_defaults(func=run)
 
 
@@ -38,6 +39,7 @@ def store_info(store: GraphStore) -> dict:
         "num_edges": sum(r["num_edges"] for r in store.meta["relations"]),
         "kinds": {r["name"]: r["kind"] for r in store.meta["relations"]},
         "splits": store.meta["splits"], "bytes": parts, "total_bytes": sum(parts.values()),
+        "store_id": store.store_id,
     }
 
 
@@ -47,11 +49,14 @@ def run(args: argparse.Namespace) -> int:
     store = GraphStore.open(store_path(args))
     info = store_info(store)
     if args.verify:
-        info["corrupt_arrays"] = store.verify()
+        problems = store.verify_problems()
+        info["corrupt_arrays"] = list(problems)
+        info["problems"] = problems
     if args.json:
         print(json.dumps(info, indent=2, ensure_ascii=False))
         return 1 if info.get("corrupt_arrays") else 0
-    print(f"store {info['path']} (format v{info['format_version']}, generation {info['generation']})")
+    print(f"store {info['path']} (format v{info['format_version']}, generation {info['generation']}, "
+          f"id {info['store_id'] or 'none'})")
     print(f"\nnodes: {info['num_nodes']:,}")
     for t, n in info["nodes"].items():
         print(f"  {t:<14}{n:>16,}")
@@ -63,7 +68,17 @@ def run(args: argparse.Namespace) -> int:
     for p, n in info["bytes"].items():
         print(f"  {p:<18}{n:>16,}")
     if args.verify:
-        bad = info["corrupt_arrays"]
-        print(f"\nchecksums: {'all ' + str(len(store.meta['checksums'])) + ' arrays intact' if not bad else 'MISMATCH in ' + ', '.join(bad)}")
-        return 1 if bad else 0
+        bad = info["problems"]
+        arrays = len(store.meta.get("checksums", {})) + sum(1 for f in store.meta.get("features", {}).values() if f.get("xxh64"))
+        tables = store.meta.get("table_checksums")
+        checked = f"{arrays} arrays" + (f" and {len(tables)} table files" if tables is not None else
+                                         " (tables: no checksums, the store predates them)")
+        if not bad:
+            print(f"\nchecksums: all {checked} intact")
+            return 0
+        print(f"\nchecksums: MISMATCH in {', '.join(bad)}")
+        for name, problem in bad.items():
+            print(f"  {name}: {problem}")
+        print("the store is damaged: rebuild it (or restore it from a copy)")
+        return 1
     return 0

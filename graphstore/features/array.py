@@ -1,7 +1,6 @@
 """`FeatureArray`: batched row gather from a row-chunked Zarr feature matrix (memory maps or a SIEVE chunk cache)."""
 from __future__ import annotations
 
-import json
 import mmap
 import os
 import weakref
@@ -12,6 +11,7 @@ import numpy as np
 
 from graphstore.errors import UserError
 from graphstore.features.cache import POLICIES
+from graphstore.integrity import StoreDamaged, check_chunk_files, damaged, read_document
 
 try:
     from graphstore import _gather_cpp
@@ -43,9 +43,25 @@ class ChunkLayout:
         return int(self.dtype.itemsize * self.shape[1])
 
 
-def read_layout(array_dir: Path) -> ChunkLayout:
-    """Parse a 2-d Zarr v3 array's metadata; codec 'zarr' when the fast path does not apply."""
-    meta = json.loads((array_dir / "zarr.json").read_text())
+def read_layout(array_dir: Path, meta: dict | None = None) -> ChunkLayout:
+    """Parse a 2-d Zarr v3 array's metadata (`meta`: its zarr.json, already read); codec 'zarr' when the
+    fast path does not apply. StoreDamaged when the document is not valid JSON or not an array's."""
+    array_dir = Path(array_dir)
+    what, data_dir = _array_name(array_dir), array_dir.parent.parent.parent
+    if meta is None:
+        meta = read_document(array_dir / "zarr.json", what, data_dir)
+    try:
+        return _layout_of(meta)
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
+        raise damaged(data_dir, what, array_dir / "zarr.json", f"not a Zarr array document ({e!r})") from None
+
+
+def _array_name(array_dir: Path) -> str:
+    """'features/<type>/<name>' of a feature array's directory."""
+    return f"features/{array_dir.parent.name}/{array_dir.name}"
+
+
+def _layout_of(meta: dict) -> ChunkLayout:
     shape = tuple(int(s) for s in meta["shape"])
     if len(shape) == 1:
         shape = (shape[0], 1)
@@ -78,13 +94,16 @@ class _ChunkMaps(list):
 _MAPS: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
 
 
-def _open_raw_chunk(path: Path, expected: int) -> int:
+def _open_raw_chunk(arr: "FeatureArray", path: Path, expected: int) -> int:
     """A read-only descriptor of a raw chunk file, after checking it holds `expected` bytes."""
-    fd = os.open(path, os.O_RDONLY)
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        raise arr.damaged(path, "chunk file missing") from None
     size = os.fstat(fd).st_size
     if size != expected:
         os.close(fd)
-        raise UserError(f"{path}: chunk has {size} bytes, expected {expected}")
+        raise arr.damaged(path, f"chunk file has {size:,} bytes, expected {expected:,}")
     return fd
 
 
@@ -94,9 +113,7 @@ def _open_chunks(arr: "FeatureArray", n_chunks: int) -> np.ndarray:
     fds = np.full(n_chunks, -1, np.int64)
     weakref.finalize(arr, _close_fds, fds)
     for c in range(n_chunks):
-        path = arr._chunk_file(c)
-        if path.is_file():
-            fds[c] = _open_raw_chunk(path, expected)
+        fds[c] = _open_raw_chunk(arr, arr._chunk_file(c), expected)
     return fds
 
 
@@ -144,15 +161,24 @@ class FeatureArray:
             raise UserError(f"{self.path}: no feature array (run `graphstore featurize`)")
         if policy not in POLICIES:
             raise UserError(f"cache policy must be one of {sorted(POLICIES)}, got {policy!r}")
-        self.layout = read_layout(self.path)
+        if raw_read not in RAW_READS:
+            raise UserError(f"raw_read must be one of {RAW_READS}, got {raw_read!r}")
+        # once per open, off the hot path: every chunk file is there (raw ones of their size)
+        self.layout = read_layout(self.path, check_chunk_files(self.path, _array_name(self.path), self._data_dir))
         self.cache_bytes, self.policy, self.map_raw = int(cache_bytes), policy, map_raw
         # the C++ kernel serves raw memory-mapped arrays; kernel=False keeps the NumPy path (benchmarks)
         self.kernel = bool(kernel) and _gather_cpp is not None
-        if raw_read not in RAW_READS:
-            raise UserError(f"raw_read must be one of {RAW_READS}, got {raw_read!r}")
         self.raw_read = raw_read
         self._pid = -1
         self.stats = {"hits": 0, "misses": 0, "bytes_read": 0}
+
+    @property
+    def _data_dir(self) -> Path:
+        return self.path.parent.parent.parent
+
+    def damaged(self, path: Path | str, problem: str) -> StoreDamaged:
+        """The error for a damaged file of this array."""
+        return damaged(self._data_dir, _array_name(self.path), path, problem)
 
     # --- public API ---------------------------------------------------------------------
     @property
@@ -201,8 +227,11 @@ class FeatureArray:
                 _gather_cpp.gather_rows(self._bases, self.chunk_rows, dim, self.dtype.itemsize, ids, out,
                                         convert, threads)
             else:
-                _gather_cpp.gather_rows_pread(self._chunk_fds, self.chunk_rows, dim, self.dtype.itemsize, ids, out,
-                                              convert, threads, self._fill_row)
+                try:
+                    _gather_cpp.gather_rows_pread(self._chunk_fds, self.chunk_rows, dim, self.dtype.itemsize, ids,
+                                                  out, convert, threads, self._fill_row)
+                except RuntimeError as e:  # a short read: a chunk file truncated since it was opened
+                    raise self.damaged(self.path / "c", str(e)) from None
             return out
         rows = self._widen(self._gather_stored(ids), out_dtype)
         if out is None:
@@ -301,16 +330,13 @@ class FeatureArray:
         if mm is None:
             path = self._chunk_file(c)
             shape = (self.chunk_rows, self.shape[1])
-            if path.is_file():
-                fd = _open_raw_chunk(path, self.chunk_rows * self.layout.row_bytes)
-                try:
-                    fmap = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
-                finally:
-                    os.close(fd)  # the map keeps its own reference to the file
-                self._maps.mmaps.append(fmap)
-                mm = np.frombuffer(fmap, dtype=self.dtype).reshape(shape)
-            else:
-                mm = np.full(shape, self.layout.fill_value, dtype=self.dtype)
+            fd = _open_raw_chunk(self, path, self.chunk_rows * self.layout.row_bytes)
+            try:
+                fmap = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
+            finally:
+                os.close(fd)  # the map keeps its own reference to the file
+            self._maps.mmaps.append(fmap)
+            mm = np.frombuffer(fmap, dtype=self.dtype).reshape(shape)
             self._maps[c] = mm
         return mm
 
@@ -384,26 +410,33 @@ class FeatureArray:
                 self._zarr = zarr.open_array(str(self.path), mode="r")
             lo = c * self.chunk_rows
             hi = min(self.shape[0], lo + self.chunk_rows)
-            block = np.asarray(self._zarr[lo:hi]).reshape(hi - lo, -1)
+            try:
+                block = np.asarray(self._zarr[lo:hi]).reshape(hi - lo, -1)
+            except (ValueError, TypeError, RuntimeError, OSError) as e:
+                raise self.damaged(self.path / "c" / str(c), f"chunk does not decode ({e})") from None
             out[: hi - lo] = block
             self.stats["bytes_read"] += block.nbytes
             return out
         path = self._chunk_file(c)
         try:
             fd = os.open(path, os.O_RDONLY)
-        except FileNotFoundError:
-            out[...] = self.layout.fill_value
-            return out
+        except FileNotFoundError:  # it was there when the array was opened
+            raise self.damaged(path, "chunk file missing") from None
         try:
             size = os.fstat(fd).st_size
             if codec == "raw":
                 buf = out.reshape(-1).view(np.uint8)
                 got = os.preadv(fd, [buf], 0) if size == buf.nbytes else -1
                 if got != buf.nbytes:
-                    raise UserError(f"{path}: chunk has {size} bytes, expected {buf.nbytes}")
+                    raise self.damaged(path, f"chunk file has {size:,} bytes, expected {buf.nbytes:,}")
             else:
                 data = os.pread(fd, size, 0)
-                self._blosc.decode(data, out=out.reshape(-1).view(np.uint8))
+                try:
+                    got = self._blosc.decode(data, out=out.reshape(-1).view(np.uint8))
+                except (RuntimeError, ValueError, TypeError) as e:
+                    raise self.damaged(path, f"chunk does not decode ({e})") from None
+                if got is not None and memoryview(got).nbytes != out.nbytes:
+                    raise self.damaged(path, f"chunk decodes to {memoryview(got).nbytes:,} bytes, expected {out.nbytes:,}")
             self.stats["bytes_read"] += size
         finally:
             os.close(fd)

@@ -405,17 +405,17 @@ class RowReader:
             c = a // cr
             path = self.arr.path / "c" / str(c) / "0"  # docs/FORMAT.md: Zarr v3 default chunk keys
             dst = buf[at:at + b - a]
-            if not path.is_file():
-                dst[...] = self.arr.layout.fill_value
-            else:
+            try:
                 fd = os.open(path, os.O_RDONLY)
-                try:
-                    view = dst.reshape(-1).view(np.uint8)
-                    got = os.preadv(fd, [view], (a - c * cr) * self.row_bytes)
-                finally:
-                    os.close(fd)
-                if got != view.nbytes:
-                    raise UserError(f"{path}: short read ({got} of {view.nbytes} bytes)")
+            except FileNotFoundError:  # it was there when the array was opened
+                raise self.arr.damaged(path, "chunk file missing") from None
+            try:
+                view = dst.reshape(-1).view(np.uint8)
+                got = os.preadv(fd, [view], (a - c * cr) * self.row_bytes)
+            finally:
+                os.close(fd)
+            if got != view.nbytes:
+                raise self.arr.damaged(path, f"short read ({got:,} of {view.nbytes:,} bytes): the chunk file is truncated")
             at += b - a
 
 

@@ -5,6 +5,7 @@ import argparse
 import json
 
 from graphstore.cli import add_store_argument, positive_int, store_path
+from netgpt.identity import add_allow_other_store_argument, check_run_store
 from netgpt.run_files import existing_run_dir
 
 
@@ -14,12 +15,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_store_argument(p, help="graphstore directory")
     p.add_argument("--fanout", type=positive_int, help="per-relation neighbours per hop (default: the config's embed_fanout)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_allow_other_store_argument(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from netgpt.embed import run_embed
 
+    check_run_store(args.run, store_path(args), args.allow_other_store)
     info = run_embed(existing_run_dir(args.run), store_path(args), fanout=args.fanout, progress=not args.no_progress)
     print(json.dumps(info, indent=2))
     return 0

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from graphstore.cli import add_store_argument, store_path
 from graphstore.errors import UserError
+from netgpt.identity import add_allow_other_store_argument, check_run_store
 from netgpt.run_files import existing_run_dir
 
 
@@ -16,6 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split", choices=("val", "test"), default="test", help="split whose predictions to evaluate")
     p.add_argument("--stage", choices=("pretrain", "finetune"), help="default: the latest stage with predictions")
     add_store_argument(p, help="graphstore directory (default: the one in RUN/config.json)", required=False)
+    add_allow_other_store_argument(p)
     p.set_defaults(func=run)
 
 
@@ -35,6 +37,7 @@ def run(args: argparse.Namespace) -> int:
 
     run_dir = existing_run_dir(args.run)
     store = store_path(args) or run_store(run_dir)
+    check_run_store(run_dir, store, args.allow_other_store)
     report = write_eval_report(run_dir, args.stage, args.split, store)
     o = report["overall"]
     print(f"{report['stage']} / {args.split}: n={o['n']} ACC {o['acc']:.4f}  MSE {o['mse']:.4f}  MAE {o['mae']:.4f}")

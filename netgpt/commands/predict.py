@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from graphstore.cli import add_store_argument, store_path
+from netgpt.identity import add_allow_other_store_argument, check_run_store
 from netgpt.run_files import existing_run_dir
 
 
@@ -32,6 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", metavar="FILE", help="write one JSON line {id, level, score} per sample to FILE")
     p.add_argument("--json", action="store_true", help="print one JSON object per line")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_allow_other_store_argument(p)
     p.set_defaults(func=run)
 
 
@@ -41,6 +43,7 @@ def run(args: argparse.Namespace) -> int:
     run_dir, store = existing_run_dir(args.run), store_path(args)
     if args.append and not args.input:
         raise UserError("--append needs --input")
+    check_run_store(run_dir, store, args.allow_other_store)
     if args.input:
         ids, scores = predict_input(run_dir, store, args.input, append=args.append, progress=not args.no_progress)
     else:

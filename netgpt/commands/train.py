@@ -6,6 +6,7 @@ import json
 
 from graphstore.cli import add_fanouts_argument, add_store_argument, non_negative_int, positive_int, store_path
 from graphstore.errors import UserError
+from netgpt.identity import add_allow_other_store_argument, check_run_store
 
 STAGES = ("pretrain", "align", "finetune", "all")
 
@@ -71,6 +72,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                         "or a JSON file of netgpt.llm.config.LLMConfig fields")
     p.add_argument("--llm-max-steps", type=positive_int,
                    help="stages 2-3: cap optimiser steps per stage (default: one epoch of the train split)")
+    add_allow_other_store_argument(p)
     p.add_argument("--skip-align", action="store_true", help="ablation: skip stage 2 (fine-tune without alignment)")
     add_pretrain_arguments(p)
     p.set_defaults(func=run)
@@ -117,6 +119,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.llm:
         raise UserError(f"--stage {stage} needs --llm DIR (a local Hugging Face model directory)")
     check_llm_dir(args.llm)
+    check_run_store(args.out, store_path(args), args.allow_other_store)  # stages 2-3: the run's own store
     config = llm_config(args)  # a bad --llm-config fails here, before stage 1 runs
     if stage == "all":
         from pathlib import Path
@@ -131,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
         if not embeddings_current(args.out, GraphStore.open(store_path(args))):
             run_embed(args.out, store_path(args), progress=not args.no_progress)
     kw = dict(max_steps=args.llm_max_steps, resume=args.resume, seed=args.seed, progress=not args.no_progress,
-              config=config)
+              config=config, allow_other_store=args.allow_other_store)
     skip_align = config.skip_align if config is not None else args.skip_align
     if stage in ("align", "all") and not skip_align:
         stages.run_align(args.out, store_path(args), args.llm, **kw)

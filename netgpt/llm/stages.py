@@ -14,13 +14,14 @@ import torch
 from graphstore.atomic import filter_jsonl, write_json
 from graphstore.errors import UserError
 from graphstore.store import GraphStore
+from netgpt.identity import check_run_store
 from netgpt.llm.config import LLMConfig, as_config
 from netgpt.llm.data import BatchMaker, GraphEmbeddings, GrownEmbeddings, SampleTexts, micro_batch_nodes
 from netgpt.llm.engine import autocast_context, make_engine, use_bf16
 from netgpt.llm.model import GraphLLM, load_llm
 from netgpt.llm.prompt import PromptEncoder
 from netgpt.metrics import regression_metrics
-from netgpt.run_files import torch_save, write_predictions
+from netgpt.run_files import load_checkpoint, torch_save, write_predictions
 
 EVAL_SPLITS = ("val", "test")
 CHECKPOINT = "checkpoint_last.pt"
@@ -122,7 +123,7 @@ def train_stage(stage: str, out: Path, s: Setup, *, resume: bool, stop_after_ste
     ck_path, metrics_path = out / CHECKPOINT, out / "metrics.jsonl"
     start = 0
     if resume and ck_path.is_file():
-        ck = torch.load(ck_path, map_location="cpu", weights_only=False)
+        ck = load_checkpoint(ck_path, keys=("engine_name", "trainable", "engine"))
         if ck["engine_name"] != engine.name:
             raise UserError(f"{ck_path}: written by the {ck['engine_name']} engine, this run uses {engine.name}; "
                             f"set engine={ck['engine_name']!r}")
@@ -224,7 +225,9 @@ def _prepare(stage: str, run_dir: str | Path, resume: bool) -> Path:
 
 
 def _run(stage: str, run_dir: str | Path, store_path: str | Path, llm_dir: str | Path, *, max_steps: int | None,
-         resume: bool, seed: int | None, config, stop_after_steps: int | None, progress: bool) -> dict[str, Any]:
+         resume: bool, seed: int | None, config, stop_after_steps: int | None, progress: bool,
+         allow_other_store: bool = False) -> dict[str, Any]:
+    check_run_store(run_dir, store_path, allow_other_store)  # before anything is written
     out = _prepare(stage, run_dir, resume)
     stored = out / "config.json"
     if resume and config is None and stored.is_file():  # a resumed run keeps the settings it started with
@@ -239,10 +242,11 @@ def _run(stage: str, run_dir: str | Path, store_path: str | Path, llm_dir: str |
         if not align_final.is_file():
             raise UserError(f"{align_final}: no finished stage 2; run `netgpt train --stage align` first "
                             "or set skip_align (the no-stage-2 ablation)")
-        s.model.load_trainable_state(torch.load(align_final, map_location="cpu", weights_only=False)["trainable"])
+        s.model.load_trainable_state(load_checkpoint(align_final, keys=("trainable",))["trainable"])
     trainable = s.model.set_trainable(stage, cfg.top_layers)
     write_json(out / "config.json", {"stage": stage, "llm_dir": str(s.llm_dir), "embeddings": str(s.run_dir),
-                                      "store": str(Path(store_path).resolve()), "d_g": s.maker.embeddings.dim,
+                                      "store": str(Path(store_path).resolve()), "store_id": s.store.store_id,
+                                      "d_g": s.maker.embeddings.dim,
                                       "trainable": trainable, "llm": cfg.to_dict()}, sort_keys=True)
     result = train_stage(stage, out, s, resume=resume, stop_after_steps=stop_after_steps, progress=progress)
     if "stopped_at_step" in result or rank_world()[0] != 0:
@@ -265,18 +269,21 @@ def _run(stage: str, run_dir: str | Path, store_path: str | Path, llm_dir: str |
 
 def run_align(run_dir: str | Path, store_path: str | Path, llm_dir: str | Path, *, max_steps: int | None = None,
               resume: bool = False, seed: int | None = None, config: LLMConfig | dict | str | None = None,
-              stop_after_steps: int | None = None, progress: bool = False) -> dict[str, Any]:
+              stop_after_steps: int | None = None, progress: bool = False,
+              allow_other_store: bool = False) -> dict[str, Any]:
     """Stage 2: train the projector and graph_start/graph_end with the LM loss on the response."""
     return _run("align", run_dir, store_path, llm_dir, max_steps=max_steps, resume=resume, seed=seed, config=config,
-                stop_after_steps=stop_after_steps, progress=progress)
+                stop_after_steps=stop_after_steps, progress=progress, allow_other_store=allow_other_store)
 
 
 def run_finetune(run_dir: str | Path, store_path: str | Path, llm_dir: str | Path, *, max_steps: int | None = None,
                  resume: bool = False, seed: int | None = None, config: LLMConfig | dict | str | None = None,
-                 stop_after_steps: int | None = None, progress: bool = False) -> dict[str, Any]:
+                 stop_after_steps: int | None = None, progress: bool = False,
+                 allow_other_store: bool = False) -> dict[str, Any]:
     """Stage 3: train head + projector + top decoder layers with Smooth L1; write predictions and metrics."""
     return _run("finetune", run_dir, store_path, llm_dir, max_steps=max_steps, resume=resume, seed=seed,
-                config=config, stop_after_steps=stop_after_steps, progress=progress)
+                config=config, stop_after_steps=stop_after_steps, progress=progress,
+                allow_other_store=allow_other_store)
 
 
 def load_finetuned(run_dir: str | Path, store_path: str | Path) -> Setup:
@@ -287,6 +294,6 @@ def load_finetuned(run_dir: str | Path, store_path: str | Path) -> Setup:
     meta = json.loads((out / "config.json").read_text())
     cfg = LLMConfig.from_dict(meta["llm"])
     s = setup(store_path, meta["llm_dir"], meta["embeddings"], cfg)
-    s.model.load_trainable_state(torch.load(out / FINAL, map_location="cpu", weights_only=False)["trainable"])
+    s.model.load_trainable_state(load_checkpoint(out / FINAL, keys=("trainable",))["trainable"])
     s.model.to(s.device).eval()
     return s
