@@ -429,6 +429,25 @@ def test_minilm_encoder():
     np.testing.assert_allclose(out[0], out[1], atol=1e-6)
 
 
+def test_minilm_encodes_each_distinct_text_once_and_matches_one_by_one_rows():
+    import torch
+
+    enc = make_text_encoder("minilm")
+    texts = ["a cat", "股票", "", "a much longer text about the stock market " * 6, "a cat", "short", "", "a cat"]
+    reference = []
+    with torch.inference_mode():  # each text alone: no padding at all
+        for t in texts:
+            tok = enc.tokenizer([t], truncation=True, max_length=enc.max_length, return_tensors="pt")
+            reference.append(enc.model(**tok).last_hidden_state.mean(1).double().numpy()[0])
+    seen = []
+    forward = enc.model.forward
+    enc.model.forward = lambda *a, **kw: (seen.append(int(kw["input_ids"].shape[0])), forward(*a, **kw))[1]
+    enc.batch_size = 2
+    out = enc.encode(texts)
+    assert sum(seen) == len(set(texts))  # duplicates are encoded once
+    np.testing.assert_allclose(out, np.array(reference), atol=1e-5)
+
+
 def test_build_with_features(tmp_path):
     src = write_xsvideo(tmp_path / "xs.json", make_records(12, seed=7))
     path = build_store(src, tmp_path / "store", progress=False,

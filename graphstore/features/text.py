@@ -98,18 +98,33 @@ class HFTextEncoder:
         self.batch_size, self.max_length = int(batch_size), int(max_length)
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
-        """Encode in mini-batches under torch.inference_mode; empty strings still get the [CLS]/[SEP] encoding."""
+        """Encode each distinct text once, in mini-batches of similar token length, and scatter the rows.
+
+        A row depends on its text alone (the attention mask hides the padding), so encoding the
+        distinct texts sorted by length gives the rows of a batch-of-one encoding, up to float
+        rounding, while duplicates (the states of one video share its title and description) cost
+        nothing and each batch pads only to the longest of texts of about its own length.
+        Empty strings still get the [CLS]/[SEP] encoding.
+        """
         import torch
 
-        parts = []
+        index: dict[str, int] = {}
+        inverse = np.fromiter((index.setdefault(t or "", len(index)) for t in texts), dtype=np.int64, count=len(texts))
+        distinct = list(index)
+        if not distinct:
+            return np.zeros((0, self.dim))
+        tokens = self.tokenizer(distinct, truncation=True, max_length=self.max_length)
+        lengths = np.fromiter((len(ids) for ids in tokens["input_ids"]), dtype=np.int64, count=len(distinct))
+        order = np.argsort(lengths, kind="stable")
+        rows = np.empty((len(distinct), self.dim), dtype=np.float64)
         with torch.inference_mode():
-            for i in range(0, len(texts), self.batch_size):
-                batch = [t or "" for t in texts[i : i + self.batch_size]]
-                tok = self.tokenizer(batch, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
-                hidden = self.model(**tok).last_hidden_state
-                mask = tok["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-                parts.append(((hidden * mask).sum(1) / mask.sum(1).clamp(min=1)).double().numpy())
-        return np.concatenate(parts) if parts else np.zeros((0, self.dim))
+            for a in range(0, len(order), self.batch_size):
+                take = order[a:a + self.batch_size]
+                batch = self.tokenizer.pad({k: [v[i] for i in take] for k, v in tokens.items()}, return_tensors="pt")
+                hidden = self.model(**batch).last_hidden_state
+                mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+                rows[take] = ((hidden * mask).sum(1) / mask.sum(1).clamp(min=1)).double().numpy()
+        return rows[inverse]
 
 
 def minilm_dir() -> Path:
