@@ -4,6 +4,8 @@ from __future__ import annotations
 import logging
 import shutil
 import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -15,8 +17,10 @@ import pyarrow.compute as pc
 import zarr
 
 from graphstore.errors import InputRecordError, UserError
+from graphstore.generations import exclusive
 from graphstore.ingest import ingest
 from graphstore.integrity import seal
+from graphstore.outputs import check_store_output
 from graphstore.schema import (
     ATTRIBUTE_RELATIONS, COUNT_FIELDS, DAY, DEFAULT_CUTOFF, DEFAULT_MEMORY_LIMIT, DEFAULT_VAL_DAYS, FORMAT_VERSION,
     NODE_TYPES, PLATFORMS, RELATIONS,
@@ -47,12 +51,54 @@ def build_store(
     the input (default: the CPUs available, `graphstore.ingest.ingest_workers`).
     """
     input_path, store_path = Path(input_path), Path(store_path)
-    if store_path.exists() and not overwrite:
-        raise UserError(f"{store_path} exists; pass --overwrite to replace it")
+    options = feature_options or {}
+    check_store_output(store_path, overwrite=overwrite,
+                       inputs=(input_path, options.get("video_features"), options.get("text_encoder")))
     cutoff_days = cutoff_day(cutoff)
     tmp = store_path.with_name(f"{store_path.name}.tmp-build")  # not hidden: DuckDB globs skip "." and "_" paths
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    with ExitStack() as held:
+        if store_path.exists():  # no writer may work on the store while it is replaced
+            held.enter_context(exclusive(store_path))
+        held.enter_context(_build_directory(tmp))
+        _build_into(tmp, store_path, input_path, cutoff, cutoff_days, val_days, featurize, options, memory_limit,
+                    threads, progress, ingest_workers)
+    return store_path
+
+
+@contextmanager
+def _build_directory(tmp: Path) -> Iterator[None]:
+    """Create `tmp` and hold its lock: a second build of the same --out is refused, a dead one's leftover removed."""
+    if tmp.exists():
+        with exclusive(tmp, f"another build is writing {tmp}"):
+            pass
+        shutil.rmtree(tmp)
+    try:
+        tmp.mkdir()
+    except FileExistsError:
+        raise UserError(f"another build is writing {tmp}") from None
+    with exclusive(tmp, f"another build is writing {tmp}"):
+        yield
+
+
+def _replace(tmp: Path, store_path: Path) -> None:
+    """Move the finished build in place; an old store is renamed aside first and deleted only after."""
+    old = store_path.with_name(f"{store_path.name}.tmp-old")
+    if old.exists():
+        shutil.rmtree(old)
+    if store_path.exists():
+        store_path.rename(old)
+    try:
+        tmp.rename(store_path)
+    except BaseException:
+        if old.exists() and not store_path.exists():
+            old.rename(store_path)  # the old store back, whole
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _build_into(tmp: Path, store_path: Path, input_path: Path, cutoff: str, cutoff_days: int, val_days: int,
+                featurize: bool, feature_options: dict, memory_limit: str, threads: int | None, progress: bool,
+                ingest_workers: int | None) -> None:
     started = time.time()
     try:
         root = zarr.open_group(str(tmp), mode="w", zarr_format=3)  # before staging: mode "w" empties the folder
@@ -73,13 +119,10 @@ def build_store(
             from graphstore.features import featurize_store
 
             featurize_store(tmp, **{"progress": progress, **(feature_options or {})})
-        if store_path.exists():
-            shutil.rmtree(store_path)
-        tmp.rename(store_path)
+        _replace(tmp, store_path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return store_path
 
 
 def _array_paths(group: zarr.Group, prefix: str = "") -> list[str]:

@@ -122,14 +122,15 @@ def _remove(path: Path) -> None:
 
 
 @contextmanager
-def exclusive(store: Path) -> Iterator[None]:
-    """Hold the store's writer lock (flock on its directory); a second writer gets a UserError."""
+def exclusive(store: Path, busy: str | None = None) -> Iterator[None]:
+    """Hold the writer lock of `store` (flock on its directory); a second writer gets a UserError (`busy`)."""
     fd = os.open(store, os.O_RDONLY)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise UserError(f"{store}: another append is running on this store") from None
+            raise UserError(busy or f"{store}: another writer (append, featurize or build --overwrite) is running "
+                                    "on this store") from None
         yield
     finally:
         os.close(fd)

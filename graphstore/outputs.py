@@ -29,3 +29,40 @@ def check_parent(path: str | Path, what: str = "--out") -> Path:
     if not os.access(parent, os.W_OK | os.X_OK):
         raise UserError(f"{what} {str(path)!r}: the directory {str(parent)!r} is not writable")
     return parent
+
+
+def is_graphstore(path: str | Path) -> bool:
+    """Whether `path` is a directory whose zarr.json carries the graphstore metadata document."""
+    import json
+
+    try:
+        doc = json.loads((Path(path) / "zarr.json").read_text())
+    except (OSError, ValueError):
+        return False
+    meta = doc.get("attributes", {}).get("graphstore") if isinstance(doc, dict) else None
+    return isinstance(meta, dict) and meta.get("format") == "graphstore"
+
+
+def check_store_output(path: str | Path, *, overwrite: bool, inputs: tuple = ()) -> Path:
+    """`path` as the directory a build may create, or replace with --overwrite: only a graphstore, never
+    `.`, `..`, a root, a symlink, a file, another directory, or one that holds an input of the build."""
+    path = Path(path)
+    if path.name in ("", ".", "..") or path.resolve() == Path(path.resolve().anchor):
+        raise UserError(f"--out {str(path)!r}: name a store directory to create (not '.', '..' or '/')")
+    check_parent(path)
+    if path.is_symlink():
+        raise UserError(f"--out {str(path)!r} is a symbolic link; name the store directory itself")
+    if not path.exists():
+        return path
+    if not overwrite:
+        raise UserError(f"{path} exists; pass --overwrite to replace it")
+    if not path.is_dir():
+        raise UserError(f"--out {str(path)!r} is a file, not a store; --overwrite replaces only a graphstore")
+    if not is_graphstore(path):
+        raise UserError(f"--out {str(path)!r} is a directory but not a graphstore; --overwrite replaces only a store "
+                        "built by `graphstore build`, so nothing was deleted")
+    inside = path.resolve()
+    for item in inputs:
+        if item is not None and Path(item).exists() and Path(item).resolve().is_relative_to(inside):
+            raise UserError(f"the input {str(item)!r} lies inside --out {str(path)!r}, which --overwrite would delete")
+    return path
