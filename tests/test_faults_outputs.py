@@ -102,3 +102,12 @@ def test_a_failed_swap_puts_the_old_store_back(tmp_path, src, monkeypatch):
     monkeypatch.undo()
     assert GraphStore.open(store).num_nodes("video") == n
     assert not GraphStore.open(store).verify()
+
+
+def test_featurize_waits_for_no_writer_it_is_refused_while_one_runs(tmp_path, src, capsys):
+    store = _build(src, tmp_path / "s")
+    with exclusive(store):  # as an append in progress holds it
+        assert main(["featurize", str(store), "--no-progress"]) == 2
+    assert "another writer" in capsys.readouterr().err
+    assert "features" not in GraphStore.open(store).meta
+    assert main(["featurize", str(store), "--no-progress"]) == 0
