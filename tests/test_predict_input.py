@@ -104,3 +104,16 @@ def test_finetuned_run_scores_new_samples(trained, tmp_path):
     assert [r["id"] for r in got] == new_ids and all(0 <= r["level"] <= 9 for r in got)
     assert got == _lines(tmp_path / "b.jsonl")
     assert len({r["score"] for r in got}) > 1, "every new sample got the same score"
+
+
+def test_append_with_an_unwritable_out_commits_nothing(trained, tmp_path, capsys):
+    store, run, new_file, new_ids = trained
+    copy = tmp_path / "copy"
+    shutil.copytree(store, copy)
+    assert netgpt_main(["predict", "--run", str(run), "--store", str(copy), "--input", str(new_file), "--append",
+                        "--out", str(tmp_path / "missing" / "p.jsonl"), "--no-progress"]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert GraphStore.open(copy).generation == 0  # nothing committed: a rerun with a good --out is not refused
+    assert netgpt_main(["predict", "--run", str(run), "--store", str(copy), "--input", str(new_file), "--append",
+                        "--out", str(tmp_path / "p.jsonl"), "--no-progress"]) == 0
+    assert [r["id"] for r in _lines(tmp_path / "p.jsonl")] == new_ids and GraphStore.open(copy).generation == 1

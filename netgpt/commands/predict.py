@@ -40,15 +40,24 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from graphstore.errors import UserError
 
+    from graphstore.outputs import check_output_file
+
     run_dir, store = existing_run_dir(args.run), store_path(args)
     if args.append and not args.input:
         raise UserError("--append needs --input")
     check_run_store(run_dir, store, args.allow_other_store)
+    if args.out:  # before any work: with --append, scores that cannot be written must not follow committed samples
+        check_output_file(args.out)
+        if args.input and Path(args.out).resolve() == Path(args.input).resolve():
+            raise UserError(f"--out {args.out!r} is the --input file; choose another name")
     if args.input:
-        ids, scores = predict_input(run_dir, store, args.input, append=args.append, progress=not args.no_progress)
+        ids, scores = predict_input(run_dir, store, args.input, append=args.append, progress=not args.no_progress,
+                                    before_commit=(lambda i, s: report(i, s, args.out, args.json)) if args.out else None)
+        if not args.out:
+            report(ids, scores, args.out, args.json)
     else:
         ids, scores = list(args.ids), predict_ids(run_dir, store, args.ids)
-    report(ids, scores, args.out, args.json)
+        report(ids, scores, args.out, args.json)
     return 0
 
 
@@ -78,8 +87,11 @@ def predict_ids(run_dir: Path, store_path: str | Path, ids: list[str]) -> np.nda
 
 
 def predict_input(run_dir: Path, store_path: str | Path, input_path: str | Path, *, append: bool = False,
-                  progress: bool = True) -> tuple[list[str], np.ndarray]:
-    """(sample ids in input order, scores) of the samples of `input_path`, scored in the store grown by them."""
+                  progress: bool = True, before_commit=None) -> tuple[list[str], np.ndarray]:
+    """(sample ids in input order, scores) of the samples of `input_path`, scored in the store grown by them.
+
+    `before_commit(ids, scores)` runs once they are scored and, with `append`, before the samples are committed
+    (where it fails, the store is left as it was)."""
     from graphstore.append import append_store, overlay
 
     final_stage(run_dir)  # fail before any work when the run has nothing to score with
@@ -87,6 +99,8 @@ def predict_input(run_dir: Path, store_path: str | Path, input_path: str | Path,
 
     def score(view, result) -> None:
         scored["ids"], scored["scores"] = result.new_ids, score_new(run_dir, store_path, view, result.new_nodes)
+        if before_commit is not None:
+            before_commit(scored["ids"], scored["scores"])
 
     if append:  # scored on the staged generation, which is committed only once that succeeded
         append_store(store_path, input_path, progress=progress, prepare=score)
