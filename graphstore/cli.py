@@ -6,10 +6,13 @@ options both share (fanouts, the store, positive counts), so that both read them
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
+import math
 import os
 import re
 import sys
+import traceback
 from collections.abc import Sequence
 from typing import Any
 
@@ -41,6 +44,9 @@ class CommandParser(argparse.ArgumentParser):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("formatter_class", HelpFormatter)
         super().__init__(*args, **kwargs)
+        # argparse takes only '-1' or '-.5' for a value, so `--fanouts -1,5` (the documented form) read as an
+        # unknown option: a word of digits, commas and signs is a value too (no option of ours looks like one)
+        self._negative_number_matcher = re.compile(r"^-\d[\d,\s.-]*$|^-\.\d+$")
 
 
 # --- argument types shared by both command lines ------------------------------------------------
@@ -63,6 +69,46 @@ def positive_int(text: str) -> int:
 def non_negative_int(text: str) -> int:
     """An argparse type: an integer >= 0."""
     return _int(text, 0, "a non-negative integer (>= 0)")
+
+
+def random_seed(text: str) -> int:
+    """An argparse type: a random seed, an integer in 0..2**63-1 (what every generator of ours accepts)."""
+    value = _int(text, 0, "a valid seed (an integer >= 0)")
+    if value >= 2**63:
+        raise argparse.ArgumentTypeError(f"{value} is too large for a seed (at most 2**63-1)")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """An argparse type: a finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number")
+    return value
+
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(b|[kmgt]i?b)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+               "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+
+
+def memory_size(text: str) -> str:
+    """An argparse type: a memory size such as 3GB, 512MiB or 2.5GB (a bare number is bytes), at least 16 MB.
+
+    Returns it in DuckDB's spelling ('3GB', '512MiB', '2500000000B') so it can be handed to SET memory_limit."""
+    match = _SIZE.match(text)
+    if not match:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a memory size (examples: 3GB, 512MiB, 2.5GB)")
+    number, unit = match.group(1), (match.group(2) or "b").lower()
+    size = float(number) * _SIZE_UNITS[unit]
+    if size < 16 * 10**6:
+        raise argparse.ArgumentTypeError(f"{text!r} is too small (at least 16MB)")
+    if size > 2**60:
+        raise argparse.ArgumentTypeError(f"{text!r} is too large")
+    return f"{number}{unit.upper().replace('I', 'i')}" if "." not in number else f"{int(size)}B"
 
 
 def fanout_list(text: str) -> list[int]:
@@ -135,10 +181,11 @@ def run_parser(parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help (0) or a usage error (2), already printed by argparse
         return exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 2
+    where = f"{parser.prog} {args.command}"
     try:
         return int(args.func(args) or 0)
     except UserError as exc:
-        print(f"{parser.prog} {args.command}: error: {exc}", file=sys.stderr)
+        print(f"{where}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -146,6 +193,69 @@ def run_parser(parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
     except BrokenPipeError:  # output piped into e.g. `head`, which stopped reading: not an error of ours
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
         return 141
+    except Exception as exc:  # noqa: BLE001 - the one place that decides what reaches the user
+        fault = environment_fault(exc)
+        if fault is not None:
+            print(f"{where}: error: {fault}", file=sys.stderr)
+            return 1
+        traceback.print_exc()
+        print(f"{where}: internal error: this is a bug in {parser.prog}, not a mistake of yours; please report it "
+              "with the command line and the traceback above", file=sys.stderr)
+        return 70  # EX_SOFTWARE
+
+
+# errno -> what the user should hear about it (the path, when the error names one, is added)
+_FAULTS = {
+    errno.ENOSPC: "no space left on the device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+    errno.EROFS: "the file system is read-only",
+    errno.EIO: "input/output error (a failing disk or network file system?)",
+    errno.EMFILE: "too many open files (raise `ulimit -n`)",
+    errno.ENFILE: "too many open files in the system",
+    errno.ENOMEM: "out of memory",
+    errno.EFBIG: "file too large for this file system",
+    errno.ENAMETOOLONG: "file name too long",
+}
+
+
+def environment_fault(exc: BaseException) -> str | None:
+    """A one-line message for a fault of the machine (disk full, permissions, I/O, memory), or None for a bug."""
+    for cause in _causes(exc):
+        if isinstance(cause, OSError) and cause.errno in _FAULTS:  # also when a library wrapped it in its own error
+            exc = cause
+            break
+    if isinstance(exc, MemoryError):
+        return "out of memory; free some memory or work on a smaller input"
+    if isinstance(exc, OSError) and exc.errno in _FAULTS:
+        path = f": {exc.filename}" if exc.filename else ""
+        return f"{_FAULTS[exc.errno]}{path}"
+    if type(exc).__module__.split(".")[0] in ("duckdb", "_duckdb"):
+        name = type(exc).__name__
+        if name.startswith("OutOfMemory"):
+            return f"DuckDB ran out of memory; raise --memory-limit or free memory ({_first_line(exc)})"
+        if name == "IOException":
+            return f"DuckDB could not read or write a file: {_first_line(exc)}"
+    if type(exc).__name__ == "BrokenProcessPool":  # a worker killed from outside, mostly by the kernel's OOM killer
+        return ("a worker process ended abruptly (killed, most often for lack of memory); free memory, or rerun "
+                "with fewer workers (e.g. --ingest-workers 1)")
+    if isinstance(exc, RuntimeError) and "write failed" in str(exc):  # torch.save on a full disk says only this
+        return f"could not write a file (is the disk full?): {_first_line(exc)}"
+    return None
+
+
+def _causes(exc: BaseException, depth: int = 8) -> list[BaseException]:
+    chain: list[BaseException] = []
+    while exc is not None and len(chain) < depth:
+        chain.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    return chain
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def main(argv: list[str] | None = None) -> int:

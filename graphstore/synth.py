@@ -632,5 +632,6 @@ def summary_dict(summary: SynthSummary) -> dict:
     """The summary as a JSON-ready dict with each full-scale target's relative error."""
     d = asdict(summary)
     expected = expected_counts(summary.scale)
-    d["rel_err_vs_published"] = {k: round(d[k] / v - 1, 4) for k, v in expected.items()}
+    # at tiny scales the file keeps a floor of 20 videos while a target falls to 0: no relative error then
+    d["rel_err_vs_published"] = {k: round(d[k] / v - 1, 4) if v > 0 else None for k, v in expected.items()}
     return d

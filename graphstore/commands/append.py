@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from graphstore.cli import add_store_argument, store_path
+from graphstore.cli import add_store_argument, memory_size, positive_int, store_path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -11,8 +11,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                                       "(any dates; equal to a full rebuild; atomic)")
     add_store_argument(p)
     p.add_argument("--input", required=True, help="XS-Video JSON (one object) or JSON Lines file of new samples")
-    p.add_argument("--memory-limit", default="3GB", help="DuckDB memory limit for the staging work")
-    p.add_argument("--threads", type=int, default=None, help="DuckDB threads (default: all cores)")
+    p.add_argument("--memory-limit", type=memory_size, default="3GB", help="DuckDB memory limit for the staging work")
+    p.add_argument("--threads", type=positive_int, default=None, help="DuckDB threads (default: all cores)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from graphstore.cli import non_negative_int, positive_int
+from graphstore.cli import memory_size, non_negative_int, positive_int
 from graphstore.commands import VIDEO_FEATURES_HELP, print_video_import
 from graphstore.schema import DEFAULT_CUTOFF, DEFAULT_MEMORY_LIMIT, DEFAULT_VAL_DAYS
 
@@ -24,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dtype", default="float16", choices=("float16", "float32"), help="feature dtype")
     p.add_argument("--time-encoding", choices=("multiscale", "paper"), default="multiscale",
                    help="time features: hours to months (default), or the paper's (time of day only)")
-    p.add_argument("--memory-limit", default=DEFAULT_MEMORY_LIMIT, help="DuckDB memory limit for the staging work (it spills beyond it)")
+    p.add_argument("--memory-limit", type=memory_size, default=DEFAULT_MEMORY_LIMIT, help="DuckDB memory limit for the staging work (it spills beyond it)")
     p.add_argument("--threads", type=positive_int, default=None, help="DuckDB threads (default: all cores)")
     p.add_argument("--ingest-workers", type=positive_int, default=None,
                    help="processes that parse and validate the input (default: the CPUs available, at most 4)")

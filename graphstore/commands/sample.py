@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from graphstore.cli import add_fanouts_argument, add_store_argument, non_negative_int, positive_int, store_path
+from graphstore.cli import add_fanouts_argument, add_store_argument, non_negative_int, positive_int, random_seed, store_path
 from graphstore.errors import UserError
 
 if TYPE_CHECKING:
@@ -32,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--relations", default=None, help="comma-separated relations to sample (default: all)")
     p.add_argument("--split", default="train", help="split the seeds come from")
     p.add_argument("--replace", action="store_true", help="sample with replacement")
-    p.add_argument("--seed", type=int, default=0, help="seed of the seed order and of the sampler")
+    p.add_argument("--seed", type=random_seed, default=0, help="seed of the seed order and of the sampler")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
 
@@ -101,7 +101,9 @@ def run(args: argparse.Namespace) -> int:
     pool = store.split(args.split)
     if len(pool) < args.batch_size:
         raise UserError(f"split {args.split!r} has {len(pool)} videos, fewer than --batch-size {args.batch_size}")
-    relations = [r.strip() for r in args.relations.split(",") if r.strip()] if args.relations else None
+    relations = [r.strip() for r in args.relations.split(",") if r.strip()] if args.relations is not None else None
+    if relations == []:
+        raise UserError(f"--relations {args.relations!r} names no relation; give one or more, comma-separated")
     sampler = NeighborSampler(store, fanouts, replace=args.replace, seed=args.seed, backend=args.backend,
                               num_threads=args.threads, relations=relations)
     m = measure(sampler, pool, args.batch_size, args.batches, args.warmup, args.seed,
