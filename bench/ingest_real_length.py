@@ -36,7 +36,7 @@ def build_steps(scale: float, seed: int, work: Path) -> tuple[Path, dict]:
     src, store = work / f"xsvideo_{scale}.json", work / f"store_{scale}"
     py, cli = sys.executable, ["-m", "graphstore.cli"]
     steps = {
-        "synth": [py, *cli, "synth", "--scale", str(scale), "--seed", str(seed), "--out", str(src)],
+        "synth": [py, *cli, "synth", "--scale", str(scale), "--seed", str(seed), "--out", str(src), "--overwrite"],
         "ingest_build": [py, *cli, "build", "--input", str(src), "--out", str(store), "--overwrite", "--no-features"],
         "featurize_hash": [py, *cli, "featurize", str(store), "--text-encoder", "hash", "--no-progress"],
     }

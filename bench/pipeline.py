@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     py = sys.executable
     log: dict = {}
     timed("synth", [py, "-m", "graphstore.cli", "synth", "--scale", str(args.scale), "--seed", str(args.seed),
-                    "--out", str(work / "xs.json")], log)
+                    "--out", str(work / "xs.json"), "--overwrite"], log)
     timed("build", [py, "-m", "graphstore.cli", "build", "--input", str(work / "xs.json"), "--out", str(store)], log)
     pre = [py, "-m", "netgpt.cli", "train", "--stage", "pretrain", "--store", str(store), "--out", str(run),
            "--preset", "cpu", "--epochs", str(args.pretrain_epochs), "--seed", str(args.seed), "--no-progress"]

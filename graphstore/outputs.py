@@ -11,12 +11,27 @@ def check_output_file(path: str | Path, what: str = "--out") -> Path:
     """`path` as a file we may create or replace: its parent exists, is a directory and writable, and
     `path` is not a directory. UserError naming `what` otherwise."""
     path = Path(path)
+    if str(path) == "-":
+        raise UserError(f"{what} '-': standard output is not a file here; give a file name")
+    if path.is_symlink():  # the atomic rename would replace the link, not the file it points to
+        raise UserError(f"{what} {str(path)!r} is a symbolic link; name the file itself")
     if path.is_dir():
         raise UserError(f"{what} {str(path)!r} is a directory; give a file name")
+    if path.exists() and not path.is_file():  # /dev/null, a FIFO, a socket: a rename would replace the node itself
+        raise UserError(f"{what} {str(path)!r} is not a regular file; give a file name")
     check_parent(path, what)
     if path.exists() and not os.access(path, os.W_OK):
         raise UserError(f"{what} {str(path)!r} exists and is not writable")
+    check_not_in_store(path, what)
     return path
+
+
+def check_not_in_store(path: str | Path, what: str = "--out") -> None:
+    """UserError when `path` lies inside a graphstore (which only graphstore's writers change)."""
+    for parent in Path(path).absolute().parents:
+        if is_graphstore(parent):
+            raise UserError(f"{what} {str(path)!r} lies inside the graphstore {str(parent)!r}; a store is changed "
+                            "only by graphstore's own commands (its checksums would no longer match); write it elsewhere")
 
 
 def check_parent(path: str | Path, what: str = "--out") -> Path:

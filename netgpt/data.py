@@ -13,6 +13,14 @@ from .config import PretrainConfig
 from .models.labels import LABEL_INPUT, SEED_STAT_INPUT, KnownLabels
 
 
+def check_loader_options(cfg: PretrainConfig) -> None:
+    """UserError for a loader setting that no store can serve (checked before a run writes anything)."""
+    from graphstore.pyg import FEATURE_CACHES
+
+    if cfg.feature_cache not in FEATURE_CACHES:
+        raise UserError(f"--feature-cache must be one of {', '.join(sorted(FEATURE_CACHES))}, got {cfg.feature_cache!r}")
+
+
 def iter_batches(store: GraphStore, nodes: np.ndarray, cfg: PretrainConfig, *, fanouts: list[int] | None = None,
                  batch_size: int | None = None, seed: int = 0) -> Iterator:
     """HeteroData batches over `nodes` in the given order (seeds first in each batch)."""

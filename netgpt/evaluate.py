@@ -172,6 +172,9 @@ def write_eval_report(run_dir: str | Path, stage: str | None, split: str, store:
     out = run_dir / stage
     pred = read_predictions(out / f"predictions_{split}.parquet")
     nodes = pred["node"].astype(np.int64)
+    if nodes.size == 0:  # metrics of no samples are NaN: say so rather than write a report of NaNs
+        raise UserError(f"{out}/predictions_{split}.parquet holds no predictions (the {split} split of "
+                        f"{store.location} is empty?), so there is nothing to evaluate")
     n_video = store.num_nodes("video")
     if nodes.size and (nodes.min() < 0 or nodes.max() >= n_video):
         bad = int(np.argmax((nodes < 0) | (nodes >= n_video)))

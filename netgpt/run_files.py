@@ -1,6 +1,7 @@
 """Files every run stage writes: predictions tables and checkpoints (atomically)."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,34 @@ def existing_run_dir(path: str | Path) -> Path:
         raise UserError(f"{run_dir}: the run directory does not exist")
     if not run_dir.is_dir():
         raise UserError(f"{run_dir}: not a directory (expected a run directory)")
+    return run_dir
+
+
+# What a run directory may hold: a directory with none of these and other files is somebody else's.
+RUN_ENTRIES = ("config.json", "pretrain", "align", "finetune", "embeddings", ".embeddings.tmp")
+
+
+def check_run_output(path: str | Path, what: str = "--out", ours=RUN_ENTRIES.__contains__) -> Path:
+    """`path` as a directory a run may create or continue: new, empty or already a run (every name in it
+    is `ours`); never a graphstore, a directory inside one, a file, or a directory of other files."""
+    from graphstore.outputs import check_not_in_store, is_graphstore
+
+    run_dir = Path(path)
+    if is_graphstore(run_dir):
+        raise UserError(f"{what} {str(path)!r} is a graphstore; a run is written to a directory of its own")
+    check_not_in_store(run_dir, what)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UserError(f"{what} {str(path)!r} is a file; name a run directory")
+    ancestor = next(p for p in (run_dir.absolute(), *run_dir.absolute().parents) if p.exists())
+    if not ancestor.is_dir():
+        raise UserError(f"{what} {str(path)!r}: {str(ancestor)!r} is a file, not a directory")
+    if ancestor == run_dir.absolute():
+        others = sorted(e.name for e in run_dir.iterdir() if not ours(e.name))
+        if others:
+            raise UserError(f"{what} {str(path)!r} is a directory that is not a run (it holds {', '.join(others[:3])}"
+                            f"{', ...' if len(others) > 3 else ''}); choose a new or empty directory")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise UserError(f"{what} {str(path)!r}: {str(ancestor)!r} is not writable")
     return run_dir
 
 

@@ -18,7 +18,7 @@ from graphstore.errors import UserError
 from graphstore.store import GraphStore
 
 from .config import PretrainConfig
-from .data import batch_inputs, edge_types, input_dims, iter_batches
+from .data import batch_inputs, check_loader_options, edge_types, input_dims, iter_batches
 from .distributed import DistContext, barrier, broadcast_flag, cleanup, gather_arrays, init_distributed, shard_seeds
 from .metrics import regression_metrics
 from .models.labels import LABEL_COLUMNS, KnownLabels, known_labels
@@ -180,6 +180,14 @@ def run_pretrain(run_dir: str | Path, store_path: str | Path, cfg: PretrainConfi
 def _run(run_dir: Path, store_path: Path, cfg: PretrainConfig, ctx: DistContext, resume: bool,
          stop_after: int | None, progress: bool, stage: str) -> dict:
     store = GraphStore.open(store_path)  # a wrong path fails before anything is written
+    check_loader_options(cfg)  # the options, the store's features and its splits: all before the run dir exists
+    if "features" not in store.meta:
+        raise UserError(f"{store.location} has no features (built with --no-features); "
+                        f"run `graphstore featurize {store.location}` first")
+    train_ids = store.split("train")
+    val_ids = store.split("val")
+    if train_ids.size < ctx.world_size or val_ids.size == 0:
+        raise UserError(f"{store_path}: split sizes train={train_ids.size} val={val_ids.size} are too small to train")
     out = run_dir / stage
     last_path, best_path = out / "checkpoint.pt", out / "best.pt"
     if resume and last_path.is_file():
@@ -199,10 +207,6 @@ def _run(run_dir: Path, store_path: Path, cfg: PretrainConfig, ctx: DistContext,
         write_json(run_dir / "config.json", top, sort_keys=True)
     barrier(ctx)
 
-    train_ids = store.split("train")
-    val_ids = store.split("val")
-    if train_ids.size < ctx.world_size or val_ids.size == 0:
-        raise UserError(f"{store_path}: split sizes train={train_ids.size} val={val_ids.size} are too small to train")
     model = model_for_store(cfg, store)
     labels = known_labels(store, cfg.label_inputs)
     if not resume:

@@ -11,7 +11,7 @@ SEED="${SEED:-0}"
 mkdir -p "$WORK"
 
 echo "== 1/6 synthesise XS-Video (scale $SCALE)"
-graphstore synth --scale "$SCALE" --seed "$SEED" --out "$WORK/xsvideo.json"
+graphstore synth --scale "$SCALE" --seed "$SEED" --out "$WORK/xsvideo.json" --overwrite
 echo "== 2/6 build the store (topology, splits, features)"
 graphstore build --input "$WORK/xsvideo.json" --out "$WORK/store" --overwrite
 graphstore info "$WORK/store"

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
-from graphstore.cli import add_fanouts_argument, add_store_argument, non_negative_int, positive_int, store_path
+from graphstore.cli import add_fanouts_argument, add_store_argument, non_negative_int, positive_int, random_seed, store_path
 from graphstore.errors import UserError
 from netgpt.identity import add_allow_other_store_argument, check_run_store
 
@@ -34,7 +35,7 @@ def add_pretrain_arguments(p: argparse.ArgumentParser) -> None:
                    help="how features are read within --feature-cache-mb: none (default: raw arrays mapped or "
                         "pread), sieve (chunk cache), lookahead (Belady over the next 16 batches, prefetched; same "
                         "batches), lookahead-lru (docs/FORMAT.md)")
-    p.add_argument("--seed", type=int, default=None,
+    p.add_argument("--seed", type=random_seed, default=None,
                    help="seed of every random choice (default 0; a resumed run keeps its own)")
     p.add_argument("--no-video-features", action="store_true", help="ablation: zero the video features")
     p.add_argument("--label-inputs", action="store_true",
@@ -98,8 +99,6 @@ def llm_config(args: argparse.Namespace):
 
 def check_llm_dir(path: str) -> None:
     """UserError unless PATH is a local Hugging Face model directory (checked before any training)."""
-    from pathlib import Path
-
     p = Path(path)
     if not (p / "config.json").is_file():
         raise UserError(f"--llm {p}: not a Hugging Face model directory (no config.json); build a tiny one with "
@@ -110,6 +109,12 @@ def check_llm_dir(path: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Stage pretrain here; align/finetune via netgpt.llm.stages; all = pretrain, embed, align, finetune."""
+    from netgpt.run_files import check_run_output
+
+    check_run_output(args.out)  # never into a store, a file or somebody else's directory
+    if args.resume and not Path(args.out).is_dir():
+        raise UserError(f"--resume: {args.out} does not exist, so there is nothing to resume; "
+                        "drop --resume to start a new run there")
     stage = args.stage or ("all" if args.llm else "pretrain")
     if stage == "pretrain":
         _pretrain(args)
@@ -122,8 +127,6 @@ def run(args: argparse.Namespace) -> int:
     check_run_store(args.out, store_path(args), args.allow_other_store)  # stages 2-3: the run's own store
     config = llm_config(args)  # a bad --llm-config fails here, before stage 1 runs
     if stage == "all":
-        from pathlib import Path
-
         from graphstore.store import GraphStore
         from netgpt.embed import embeddings_current, run_embed
 
