@@ -29,8 +29,8 @@ import pyarrow as pa
 import zarr
 
 from graphstore.build import (
-    ALIGNED_HEADS, BUCKET_KEYS, check_history, connect_staging, cutoff_day, history_edges, history_field,
-    relation_entries, sample_columns, split_ids, stage_comments, stage_samples, write_tables,
+    ALIGNED_HEADS, BUCKET_KEYS, check_history, check_memory_limit, connect_staging, cutoff_day, history_edges,
+    history_field, relation_entries, sample_columns, split_ids, stage_comments, stage_samples, write_tables,
 )
 from graphstore.errors import InputRecordError, UserError
 from graphstore.generations import (
@@ -114,6 +114,7 @@ def stage_append(src: GraphStore, input_path: str | Path, dest: Path, *, memory_
                  threads: int | None = None, progress: bool = True) -> AppendResult:
     """Write into `dest` a complete store: `src` plus the samples of `input_path` (unchanged files hard-linked)."""
     started = time.time()
+    check_memory_limit(memory_limit)
     generation = src.generation + 1
     link_tree(src.path, dest, skip=("zarr.json", GEN_DIR, "samples.parquet", "comments.parquet", "staging"))
     parts = {t: _link_table_parts(src, dest, t) for t in ("samples", "comments")}

@@ -56,6 +56,7 @@ def build_store(
     check_store_output(store_path, overwrite=overwrite,
                        inputs=(input_path, options.get("video_features"), options.get("text_encoder")))
     cutoff_days = cutoff_day(cutoff)
+    check_memory_limit(memory_limit)
     tmp = store_path.with_name(f"{store_path.name}.tmp-build")  # not hidden: DuckDB globs skip "." and "_" paths
     with ExitStack() as held:
         if store_path.exists():  # no writer may work on the store while it is replaced
@@ -152,12 +153,33 @@ def cutoff_day(cutoff: str) -> int:
 def connect_staging(staging: Path, memory_limit: str, threads: int | None) -> duckdb.DuckDBPyConnection:
     """The DuckDB connection of a build or an append, spilling under `staging`."""
     con = duckdb.connect(str(staging / "build.duckdb"))
-    con.execute(f"SET memory_limit={literal(memory_limit)}")
+    try:
+        set_memory_limit(con, memory_limit)
+    except UserError:
+        con.close()
+        raise
     con.execute(f"SET temp_directory={literal(staging / 'spill')}")
     con.execute("SET preserve_insertion_order=false")
     if threads:
         con.execute(f"SET threads={int(threads)}")
     return con
+
+
+def set_memory_limit(con: duckdb.DuckDBPyConnection, memory_limit: str) -> None:
+    """`SET memory_limit`, the value quoted as a literal; UserError for a value DuckDB does not read as a size."""
+    try:
+        con.execute(f"SET memory_limit={literal(memory_limit)}")
+    except (duckdb.Error, ValueError) as exc:
+        raise UserError(f"--memory-limit {memory_limit!r} is not a memory size such as 4GB ({exc})") from None
+
+
+def check_memory_limit(memory_limit: str) -> None:
+    """UserError now, before any input is read, for a memory limit `set_memory_limit` would refuse."""
+    con = duckdb.connect()
+    try:
+        set_memory_limit(con, memory_limit)
+    finally:
+        con.close()
 
 
 def _layout(con, root, tmp: Path, staged, cutoff: int, val_days: int, progress: bool) -> dict:

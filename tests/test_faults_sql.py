@@ -1,7 +1,8 @@
 """No path or option value is pasted raw into DuckDB SQL (issue 24).
 
 The input file, the store (and with it the staging and spill folders under it, the overlay beside it)
-and the table parts are quoted or passed as parameters: a folder named `o'brien` works as any other.
+and the table parts are quoted or passed as parameters: a folder named `o'brien` works as any other,
+and a `--memory-limit` carrying SQL is refused as a bad value instead of being run.
 """
 from __future__ import annotations
 
@@ -93,6 +94,21 @@ def test_overlay_beside_a_quoted_store(runs, tmp_path):
     with overlay(store, src, progress=False) as (view, result):
         assert result.samples == len(extra) and view.num_nodes("video") == before + len(extra)
     assert not list(store.parent.glob("st'ore.overlay-*"))
+
+
+@pytest.mark.parametrize("limit", ["1GB'; DROP TABLE s_keys; --", "1GB' ; SELECT 1; --", "lots", "4GB\x00"])
+def test_bad_memory_limit_is_a_clear_error_before_any_work(tmp_path, limit):
+    base, new = _inputs(tmp_path / QUOTED)
+    out = tmp_path / QUOTED / "s"
+    rc, _, err = _run(["build", "--input", str(base), "--out", str(out), "--no-features", "--memory-limit", limit])
+    assert rc == 2 and "--memory-limit" in err and "Traceback" not in err, err
+    assert sorted(p.name for p in out.parent.iterdir()) == sorted([base.name, new.name])
+
+    _ok(["build", "--input", str(base), "--out", str(out), "--no-features", "--ingest-workers", "1"])
+    names = sorted(p.name for p in out.iterdir())
+    rc, _, err = _run(["append", "--store", str(out), "--input", str(new), "--no-progress", "--memory-limit", limit])
+    assert rc == 2 and "--memory-limit" in err and "Traceback" not in err, err
+    assert GraphStore.open(out).generation == 0 and sorted(p.name for p in out.iterdir()) == names
 
 
 def test_store_moved_under_a_quote_is_queried_and_appended(tmp_path):
