@@ -29,8 +29,8 @@ import pyarrow as pa
 import zarr
 
 from graphstore.build import (
-    ALIGNED_HEADS, BUCKET_KEYS, check_history, connect_staging, cutoff_day, history_edges, history_field,
-    relation_entries, sample_columns, split_ids, stage_comments, stage_samples, write_tables,
+    ALIGNED_HEADS, BUCKET_KEYS, check_history, check_memory_limit, connect_staging, cutoff_day, history_edges,
+    history_field, relation_entries, sample_columns, split_ids, stage_comments, stage_samples, write_tables,
 )
 from graphstore.errors import InputRecordError, UserError
 from graphstore.generations import (
@@ -39,6 +39,7 @@ from graphstore.generations import (
 from graphstore.ingest import ingest
 from graphstore.integrity import record_tables
 from graphstore.schema import ATTRIBUTE_RELATIONS, FORMAT_VERSION
+from graphstore.sql import literal_list
 from graphstore.store import GraphStore
 from graphstore.topology import bucket_bounds, merge_bucket
 from graphstore.zarr_io import array_checksum, grow_array, grown_checksum, write_array
@@ -113,6 +114,7 @@ def stage_append(src: GraphStore, input_path: str | Path, dest: Path, *, memory_
                  threads: int | None = None, progress: bool = True) -> AppendResult:
     """Write into `dest` a complete store: `src` plus the samples of `input_path` (unchanged files hard-linked)."""
     started = time.time()
+    check_memory_limit(memory_limit)
     generation = src.generation + 1
     link_tree(src.path, dest, skip=("zarr.json", GEN_DIR, "samples.parquet", "comments.parquet", "staging"))
     parts = {t: _link_table_parts(src, dest, t) for t in ("samples", "comments")}
@@ -201,7 +203,7 @@ def _stage_input(src: GraphStore, input_path: Path, staging: Path, parts: dict[s
         name = f"part-{generation:06d}.parquet"
         write_tables(con, parts["samples"] / name, parts["comments"] / name)
         new_topics = [r[0] for r in con.execute(
-            f"SELECT topic FROM topics WHERE topic_id >= {len(topics)} ORDER BY topic_id").fetchall()]
+            "SELECT topic FROM topics WHERE topic_id >= ? ORDER BY topic_id", [len(topics)]).fetchall()]
         order = con.sql("SELECT sample_id, node FROM s_keys ORDER BY pos").fetchnumpy()
         input_ids, input_nodes = [str(x) for x in order["sample_id"]], order["node"].astype(np.int64)
     finally:
@@ -216,20 +218,19 @@ def _register_store(con: duckdb.DuckDBPyConnection, src: GraphStore) -> None:
     keys = pa.table({"node": pa.array(np.arange(n, dtype=np.int64)), "cday": pa.array(src.column("cday")),
                      "author": pa.array(src.column("author"))})
     con.register("stored_keys", keys)
-    files = ", ".join(f"'{f.as_posix()}'" for f in src.table_files("samples"))
     con.execute(f"""
         CREATE VIEW stored AS
         SELECT p.sample_id, p.node, p.author_id, p.current_time, k.cday, k.author
-        FROM read_parquet([{files}]) p JOIN stored_keys k USING (node)
+        FROM read_parquet({literal_list(src.table_files("samples"))}) p JOIN stored_keys k USING (node)
     """)
 
 
 def _check_new_ids(con: duckdb.DuckDBPyConnection, samples_path: Path, src: GraphStore) -> None:
     """No new sample id may already be in the store."""
-    dup = con.execute(f"""
-        SELECT r.sample_id FROM read_parquet('{samples_path.as_posix()}') r JOIN stored USING (sample_id)
+    dup = con.execute("""
+        SELECT r.sample_id FROM read_parquet(?) r JOIN stored USING (sample_id)
         ORDER BY r.pos LIMIT 1
-    """).fetchall()
+    """, [samples_path.as_posix()]).fetchall()
     if dup:
         raise InputRecordError(dup[0][0], "id", f"duplicate sample id: already in the store {src.location}")
 

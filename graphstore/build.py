@@ -25,6 +25,7 @@ from graphstore.schema import (
     ATTRIBUTE_RELATIONS, COUNT_FIELDS, DAY, DEFAULT_CUTOFF, DEFAULT_MEMORY_LIMIT, DEFAULT_VAL_DAYS, FORMAT_VERSION,
     NODE_TYPES, PLATFORMS, RELATIONS,
 )
+from graphstore.sql import literal
 from graphstore.topology import bucket_bounds, bucket_order
 from graphstore.zarr_io import array_checksum, write_array
 
@@ -55,6 +56,7 @@ def build_store(
     check_store_output(store_path, overwrite=overwrite,
                        inputs=(input_path, options.get("video_features"), options.get("text_encoder")))
     cutoff_days = cutoff_day(cutoff)
+    check_memory_limit(memory_limit)
     tmp = store_path.with_name(f"{store_path.name}.tmp-build")  # not hidden: DuckDB globs skip "." and "_" paths
     with ExitStack() as held:
         if store_path.exists():  # no writer may work on the store while it is replaced
@@ -151,12 +153,33 @@ def cutoff_day(cutoff: str) -> int:
 def connect_staging(staging: Path, memory_limit: str, threads: int | None) -> duckdb.DuckDBPyConnection:
     """The DuckDB connection of a build or an append, spilling under `staging`."""
     con = duckdb.connect(str(staging / "build.duckdb"))
-    con.execute(f"SET memory_limit='{memory_limit}'")
-    con.execute(f"SET temp_directory='{staging / 'spill'}'")
+    try:
+        set_memory_limit(con, memory_limit)
+    except UserError:
+        con.close()
+        raise
+    con.execute(f"SET temp_directory={literal(staging / 'spill')}")
     con.execute("SET preserve_insertion_order=false")
     if threads:
         con.execute(f"SET threads={int(threads)}")
     return con
+
+
+def set_memory_limit(con: duckdb.DuckDBPyConnection, memory_limit: str) -> None:
+    """`SET memory_limit`, the value quoted as a literal; UserError for a value DuckDB does not read as a size."""
+    try:
+        con.execute(f"SET memory_limit={literal(memory_limit)}")
+    except (duckdb.Error, ValueError) as exc:
+        raise UserError(f"--memory-limit {memory_limit!r} is not a memory size such as 4GB ({exc})") from None
+
+
+def check_memory_limit(memory_limit: str) -> None:
+    """UserError now, before any input is read, for a memory limit `set_memory_limit` would refuse."""
+    con = duckdb.connect()
+    try:
+        set_memory_limit(con, memory_limit)
+    finally:
+        con.close()
 
 
 def _layout(con, root, tmp: Path, staged, cutoff: int, val_days: int, progress: bool) -> dict:
@@ -242,7 +265,7 @@ def stage_samples(con: duckdb.DuckDBPyConnection, samples_path: Path, *, first_n
     """DuckDB tables `topics`, `authors` and `s`, the staged samples numbered from `first_node` in
     (topic id, ctime day, input position) order: `topics` / `authors` (key, id) keep the `known` pairs
     and number the keys new to them after these, in sorted order."""
-    con.execute(f"CREATE VIEW raw AS SELECT * FROM read_parquet('{samples_path.as_posix()}')")
+    con.execute(f"CREATE VIEW raw AS SELECT * FROM read_parquet({literal(samples_path)})")  # a view takes no parameters
     _number_keys(con, "topics", "topic", "topic_id", topics)
     _number_keys(con, "authors", "author_id", "author", authors)
     # The keys alone are materialised (about 30 bytes a sample); `s` reads the rest from the staged Parquet,
@@ -360,12 +383,12 @@ def create_comments_table(con: duckdb.DuckDBPyConnection, comments_path: Path, f
         CREATE TABLE c AS
         SELECT ({first_comment} + row_number() OVER (ORDER BY k.node, cm.timestamp, cm.cpos) - 1)::BIGINT AS node,
                k.node AS video, cm.pos, cm.cpos
-        FROM read_parquet('{comments_path.as_posix()}') cm JOIN s_keys k USING (pos)
-    """)
+        FROM read_parquet(?) cm JOIN s_keys k USING (pos)
+    """, [comments_path.as_posix()])
     con.execute(f"""
         CREATE VIEW c_rows AS
         SELECT c.node, c.video, cm.comment_id, cm.text, cm.time, cm.timestamp
-        FROM c JOIN read_parquet('{comments_path.as_posix()}') cm USING (pos, cpos)
+        FROM c JOIN read_parquet({literal(comments_path)}) cm USING (pos, cpos)
     """)
 
 
@@ -395,9 +418,10 @@ def split_ids(pday: np.ndarray, final: np.ndarray, cutoff: int, val_days: int, f
 
 def write_tables(con: duckdb.DuckDBPyConnection, samples_out: Path, comments_out: Path) -> None:
     """The sample and comment rows of `s` and `c_rows` as Parquet files, in node order (DuckDB sorts, spilling)."""
-    con.execute(f"COPY (SELECT {SAMPLE_TABLE_COLUMNS} FROM s ORDER BY node) TO '{samples_out.as_posix()}' "
+    # quoted, not a parameter: DuckDB 1.1 does not parse `COPY ... TO ?`
+    con.execute(f"COPY (SELECT {SAMPLE_TABLE_COLUMNS} FROM s ORDER BY node) TO {literal(samples_out)} "
                 "(FORMAT parquet, COMPRESSION zstd)")
-    con.execute(f"COPY (SELECT * FROM c_rows ORDER BY node) TO '{comments_out.as_posix()}' (FORMAT parquet, COMPRESSION zstd)")
+    con.execute(f"COPY (SELECT * FROM c_rows ORDER BY node) TO {literal(comments_out)} (FORMAT parquet, COMPRESSION zstd)")
 
 
 def relation_entries(n_videos: int, num_edges: dict[str, int]) -> list[dict]:

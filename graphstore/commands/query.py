@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from graphstore.cli import add_store_argument, positive_int, store_path
 from graphstore.errors import UserError
+from graphstore.sql import literal_list
 
 if TYPE_CHECKING:
     import duckdb
@@ -38,9 +39,8 @@ def connect(store: GraphStore) -> duckdb.DuckDBPyConnection:
     import duckdb
 
     con = duckdb.connect()
-    for view, table in (("samples", "samples"), ("comments", "comments")):
-        files = ", ".join(f"'{f.as_posix()}'" for f in store.table_files(table))
-        con.execute(f"CREATE VIEW {view} AS SELECT * FROM read_parquet([{files}])")
+    for view, table in (("samples", "samples"), ("comments", "comments")):  # a view takes no parameters: quoted
+        con.execute(f"CREATE VIEW {view} AS SELECT * FROM read_parquet({literal_list(store.table_files(table))})")
     return con
 
 
