@@ -34,6 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--replace", action="store_true", help="sample with replacement")
     p.add_argument("--seed", type=int, default=0, help="seed of the seed order and of the sampler")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bar (there is none unless stderr is a terminal, nor with --json)")
     p.set_defaults(func=run)
 
 
@@ -105,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
     sampler = NeighborSampler(store, fanouts, replace=args.replace, seed=args.seed, backend=args.backend,
                               num_threads=args.threads, relations=relations)
     m = measure(sampler, pool, args.batch_size, args.batches, args.warmup, args.seed,
-                progress=sys.stderr.isatty() and not args.json)
+                progress=sys.stderr.isatty() and not args.json and not args.no_progress)
     total = float(m["times"].sum())
     report = SampleReport(
         store=str(store.path), backend=sampler.backend, threads=sampler.num_threads, batch_size=args.batch_size,

@@ -14,6 +14,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--format", default="xsvideo", choices=("xsvideo", "jsonl"),
                    help="xsvideo: the released JSON object with Chinese keys; jsonl: JSON Lines, English keys")
     p.add_argument("--json", action="store_true", help="print the counts as one JSON object")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (there is none unless stderr is a terminal)")
     p.set_defaults(func=run)
 
 
@@ -21,7 +22,7 @@ def run(args: argparse.Namespace) -> int:
     from graphstore.synth import summary_dict, synthesize
 
     summary = summary_dict(synthesize(args.out, scale=args.scale, seed=args.seed, fmt=args.format,
-                                      progress=sys.stderr.isatty()))
+                                      progress=sys.stderr.isatty() and not args.no_progress))
     if args.json:
         print(json.dumps(summary))
         return 0
