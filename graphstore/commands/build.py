@@ -25,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--time-encoding", choices=("multiscale", "paper"), default="multiscale",
                    help="time features: hours to months (default), or the paper's (time of day only)")
     p.add_argument("--memory-limit", default=DEFAULT_MEMORY_LIMIT, help="DuckDB memory limit for the staging work (it spills beyond it)")
-    p.add_argument("--threads", type=positive_int, default=None, help="DuckDB threads (default: all cores)")
+    p.add_argument("--threads", type=positive_int, default=None, help="thread count of the DuckDB staging work (default: all cores)")
     p.add_argument("--ingest-workers", type=positive_int, default=None,
                    help="processes that parse and validate the input (default: the CPUs available, at most 4)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")

@@ -9,7 +9,8 @@ import sys
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("synth", help="write a synthetic XS-Video file calibrated to the published statistics")
     p.add_argument("--scale", type=float, default=0.01, help="1.0 = full size (117,720 videos)")
-    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of every random choice of the generator: one seed and scale, one file")
     p.add_argument("--out", required=True, help="output file")
     p.add_argument("--format", default="xsvideo", choices=("xsvideo", "jsonl"),
                    help="xsvideo: the released JSON object with Chinese keys; jsonl: JSON Lines, English keys")
