@@ -185,7 +185,7 @@ class NewSamples:
 def _stage_input(src: GraphStore, input_path: Path, staging: Path, parts: dict[str, Path], generation: int,
                  memory_limit: str, threads: int | None, progress: bool) -> NewSamples:
     staged = ingest(input_path, staging, progress=progress)
-    con = connect_staging(staging, memory_limit, threads)
+    con = connect_staging(staging, memory_limit, threads, progress)
     try:
         n = src.num_nodes("video")
         _register_store(con, src)

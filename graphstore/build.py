@@ -105,7 +105,7 @@ def _build_into(tmp: Path, store_path: Path, input_path: Path, cutoff: str, cuto
     try:
         root = zarr.open_group(str(tmp), mode="w", zarr_format=3)  # before staging: mode "w" empties the folder
         staged = ingest(input_path, tmp / "staging", progress=progress, workers=ingest_workers)
-        con = connect_staging(tmp / "staging", memory_limit, threads)
+        con = connect_staging(tmp / "staging", memory_limit, threads, progress)
         meta = _layout(con, root, tmp, staged, cutoff_days, val_days, progress)
         meta["build"] = {
             "input": str(input_path.resolve()), "input_format": staged.input_format, "cutoff": cutoff,
@@ -150,9 +150,13 @@ def cutoff_day(cutoff: str) -> int:
         raise UserError(f"--cutoff {cutoff!r} is not a YYYY-MM-DD date") from None
 
 
-def connect_staging(staging: Path, memory_limit: str, threads: int | None) -> duckdb.DuckDBPyConnection:
-    """The DuckDB connection of a build or an append, spilling under `staging`."""
+def connect_staging(staging: Path, memory_limit: str, threads: int | None,
+                    progress: bool = True) -> duckdb.DuckDBPyConnection:
+    """The DuckDB connection of a build or an append, spilling under `staging` (`progress`: DuckDB's own bar
+    on queries that run for seconds, off with the command's other bars)."""
     con = duckdb.connect(str(staging / "build.duckdb"))
+    if not progress:
+        con.execute("SET enable_progress_bar=false")
     try:
         set_memory_limit(con, memory_limit)
     except UserError:

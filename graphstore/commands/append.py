@@ -12,7 +12,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_store_argument(p)
     p.add_argument("--input", required=True, help="XS-Video JSON (one object) or JSON Lines file of new samples")
     p.add_argument("--memory-limit", type=memory_size, default="3GB", help="DuckDB memory limit for the staging work")
-    p.add_argument("--threads", type=positive_int, default=None, help="DuckDB threads (default: all cores)")
+    p.add_argument("--threads", type=positive_int, default=None, help="thread count of the DuckDB staging work (default: all cores)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
 

@@ -25,9 +25,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--time-encoding", choices=("multiscale", "paper"), default="multiscale",
                    help="time features: hours to months (default), or the paper's (time of day only)")
     p.add_argument("--memory-limit", type=memory_size, default=DEFAULT_MEMORY_LIMIT, help="DuckDB memory limit for the staging work (it spills beyond it)")
-    p.add_argument("--threads", type=positive_int, default=None, help="DuckDB threads (default: all cores)")
+    p.add_argument("--threads", type=positive_int, default=None, help="thread count of the DuckDB staging work (default: all cores)")
     p.add_argument("--ingest-workers", type=positive_int, default=None,
                    help="processes that parse and validate the input (default: the CPUs available, at most 4)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
 
 
@@ -41,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
                 "time_encoding": args.time_encoding}
     path = build_store(args.input, args.out, overwrite=args.overwrite, cutoff=args.cutoff, val_days=args.val_days,
                        featurize=not args.no_features, feature_options=features, memory_limit=args.memory_limit,
-                       threads=args.threads, ingest_workers=args.ingest_workers)
+                       threads=args.threads, ingest_workers=args.ingest_workers, progress=not args.no_progress)
     store = GraphStore.open(path)
     print(f"built {path} in {time.time() - started:.1f} s: {store.num_nodes('video'):,} videos, "
           f"{sum(r['num_edges'] for r in store.meta['relations']):,} edges, splits {store.meta['splits']}")

@@ -26,14 +26,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_fanouts_argument(p, default=[50, 51], help="neighbours per relation and hop, for every relation")
     p.add_argument("--batches", type=positive_int, default=20, help="timed batches")
     p.add_argument("--warmup", type=non_negative_int, default=1, help="untimed batches first (JIT compile, page cache)")
-    p.add_argument("--threads", type=positive_int, default=None, help="sampler threads (default: all cores)")
+    p.add_argument("--threads", type=positive_int, default=None, help="thread count of the sampler (default: all cores)")
     p.add_argument("--backend", default="auto", choices=("auto", "cpp", "numba"),
                    help="sampling kernels (auto: C++ when built, else Numba)")
     p.add_argument("--relations", default=None, help="comma-separated relations to sample (default: all)")
     p.add_argument("--split", default="train", help="split the seeds come from")
     p.add_argument("--replace", action="store_true", help="sample with replacement")
-    p.add_argument("--seed", type=random_seed, default=0, help="seed of the seed order and of the sampler")
+    p.add_argument("--seed", type=random_seed, default=0, help="seed of every random choice (the seed order and the sampler)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bar (there is none unless stderr is a terminal, nor with --json)")
     p.set_defaults(func=run)
 
 
@@ -107,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
     sampler = NeighborSampler(store, fanouts, replace=args.replace, seed=args.seed, backend=args.backend,
                               num_threads=args.threads, relations=relations)
     m = measure(sampler, pool, args.batch_size, args.batches, args.warmup, args.seed,
-                progress=sys.stderr.isatty() and not args.json)
+                progress=sys.stderr.isatty() and not args.json and not args.no_progress)
     total = float(m["times"].sum())
     report = SampleReport(
         store=str(store.path), backend=sampler.backend, threads=sampler.num_threads, batch_size=args.batch_size,

@@ -11,13 +11,15 @@ from graphstore.cli import positive_float, random_seed
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("synth", help="write a synthetic XS-Video file calibrated to the published statistics")
     p.add_argument("--scale", type=positive_float, default=0.01, help="1.0 = full size (117,720 videos)")
-    p.add_argument("--seed", type=random_seed, default=0, help="random seed")
+    p.add_argument("--seed", type=random_seed, default=0,
+                   help="seed of every random choice of the generator: one seed and scale, one file")
     p.add_argument("--out", required=True, help="output file")
     p.add_argument("--overwrite", action="store_true",
                    help="replace --out if it is a file written by `graphstore synth` (never any other file)")
     p.add_argument("--format", default="xsvideo", choices=("xsvideo", "jsonl"),
                    help="xsvideo: the released JSON object with Chinese keys; jsonl: JSON Lines, English keys")
     p.add_argument("--json", action="store_true", help="print the counts as one JSON object")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (there is none unless stderr is a terminal)")
     p.set_defaults(func=run)
 
 
@@ -42,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
 
     check_synth_output(args.out, args.overwrite)
     summary = summary_dict(synthesize(args.out, scale=args.scale, seed=args.seed, fmt=args.format,
-                                      progress=sys.stderr.isatty()))
+                                      progress=sys.stderr.isatty() and not args.no_progress))
     if args.json:
         print(json.dumps(summary))
         return 0

@@ -139,8 +139,10 @@ def run(args: argparse.Namespace) -> int:
     kw = dict(max_steps=args.llm_max_steps, resume=args.resume, seed=args.seed, progress=not args.no_progress,
               config=config, allow_other_store=args.allow_other_store)
     skip_align = config.skip_align if config is not None else args.skip_align
-    if stage in ("align", "all") and not skip_align:
-        stages.run_align(args.out, store_path(args), args.llm, **kw)
-    if stage in ("finetune", "all"):
-        stages.run_finetune(args.out, store_path(args), args.llm, **kw)
+    runs = [(name, fn) for name, fn in (("align", stages.run_align), ("finetune", stages.run_finetune))
+            if stage in (name, "all") and not (name == "align" and skip_align)]
+    for name, fn in runs:
+        result = fn(args.out, store_path(args), args.llm, **kw)
+        if stages.rank_world()[0] == 0:  # one line per stage, bars or not; only rank 0 speaks
+            print(stages.summary_line(name, result), flush=True)
     return 0

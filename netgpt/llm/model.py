@@ -1,6 +1,8 @@
 """A stock causal LM reading one projected graph embedding at <|graph_pad|> (through inputs_embeds)."""
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +17,10 @@ MAX_LEVEL = 9.0
 
 
 def load_llm(llm_dir: str | Path, *, dtype: torch.dtype = torch.float32,
-             seed: int = 0) -> tuple[Any, Any, GraphTokenIds]:
-    """(tokenizer, causal LM, graph token ids) of a local Hugging Face directory, graph tokens added."""
+             seed: int = 0, progress: bool = True) -> tuple[Any, Any, GraphTokenIds]:
+    """(tokenizer, causal LM, graph token ids) of a local Hugging Face directory, graph tokens added.
+
+    `progress` False hides Hugging Face's weight-loading bar (as --no-progress hides ours)."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText, AutoTokenizer
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
@@ -29,11 +33,27 @@ def load_llm(llm_dir: str | Path, *, dtype: torch.dtype = torch.float32,
     # Vision-language checkpoints (e.g. Qwen2-VL) are not causal-LM classes: load them whole, use the text path.
     auto = AutoModelForCausalLM if model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES else AutoModelForImageTextToText
     try:
-        lm = auto.from_pretrained(str(path), dtype=dtype)
+        with _hf_progress_bars(progress):
+            lm = auto.from_pretrained(str(path), dtype=dtype)
     except (ValueError, OSError) as exc:  # no weights, or a model type without a causal-LM / image-text class
         raise UserError(f"{path}: model type {model_type!r} cannot be loaded as a causal LM ({exc})") from None
     ids = add_graph_tokens(tokenizer, lm, seed=seed)
     return tokenizer, lm, ids
+
+
+@contextlib.contextmanager
+def _hf_progress_bars(enabled: bool) -> Iterator[None]:
+    """Hugging Face's own progress bars off for the block when not `enabled` (its global switch, restored)."""
+    from transformers.utils import logging as hf_logging
+
+    hide = not enabled and hf_logging.is_progress_bar_enabled()
+    if hide:
+        hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if hide:
+            hf_logging.enable_progress_bar()
 
 
 def text_config(lm: nn.Module) -> Any:

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from graphstore.atomic import filter_jsonl, write_json
 from graphstore.errors import UserError
@@ -58,8 +59,10 @@ def stage1_prior(run_dir: Path, store: GraphStore) -> torch.nn.Module | None:
 
 
 def setup(store_path: str | Path, llm_dir: str | Path, run_dir: str | Path, cfg: LLMConfig,
-          device: torch.device | None = None) -> Setup:
-    """Open the store, the run's embeddings and the LLM; add the graph tokens, the projector/head and the prompt encoder."""
+          device: torch.device | None = None, progress: bool = True) -> Setup:
+    """Open the store, the run's embeddings and the LLM; add the graph tokens, the projector/head and the prompt encoder.
+
+    `progress` False also hides Hugging Face's weight-loading bar."""
     if device is None:
         local = int(os.environ.get("LOCAL_RANK", "0"))
         device = torch.device(f"cuda:{local}") if torch.cuda.is_available() else torch.device("cpu")
@@ -68,7 +71,7 @@ def setup(store_path: str | Path, llm_dir: str | Path, run_dir: str | Path, cfg:
     emb = GraphEmbeddings(store, run_dir)
     train = store.split("train")
     dtype = torch.bfloat16 if use_bf16(cfg, device) else torch.float32
-    tokenizer, lm, gids = load_llm(llm_dir, dtype=dtype, seed=cfg.seed)
+    tokenizer, lm, gids = load_llm(llm_dir, dtype=dtype, seed=cfg.seed, progress=progress)
     prior = stage1_prior(run_dir, store) if cfg.residual_prior else None
     if cfg.residual_prior and prior is None:
         raise UserError(f"{run_dir}: residual_prior needs the run's stage-1 model (pretrain/best.pt)")
@@ -136,6 +139,8 @@ def train_stage(stage: str, out: Path, s: Setup, *, resume: bool, stop_after_ste
     model.train()
     last_loss = float("nan")
     t0 = time.perf_counter()
+    # one bar per stage, on rank 0 only (as stage 1's bar per epoch); metrics.jsonl keeps the per-step record
+    bar = tqdm(total=steps, initial=start, desc=stage, unit="step", disable=not (progress and rank == 0))
     for step in range(start, steps):
         torch.manual_seed(cfg.seed * 1_000_003 + step)
         losses = []
@@ -155,8 +160,8 @@ def train_stage(stage: str, out: Path, s: Setup, *, resume: bool, stop_after_ste
         if rank == 0:
             with open(metrics_path, "a") as f:
                 f.write(json.dumps(record) + "\n")
-        if progress and rank == 0:
-            print(f"{stage} step {step + 1}/{steps}: loss {last_loss:.4f} lr {lr:.2e}", flush=True)
+        bar.set_postfix(loss=f"{last_loss:.4f}", lr=f"{lr:.2e}", refresh=False)
+        bar.update(1)
         if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == steps:
             tag = f"step{step + 1}"
             engine.save(out / "ds", tag)  # every rank (DeepSpeed collects its shards)
@@ -168,7 +173,9 @@ def train_stage(stage: str, out: Path, s: Setup, *, resume: bool, stop_after_ste
                            ck_path)
                 _drop_old_tags(out / "ds", keep=tag)
         if stop_after_steps is not None and step + 1 - start >= stop_after_steps and step + 1 < steps:
+            bar.close()
             return {"stopped_at_step": step + 1, "steps": steps}
+    bar.close()
     model.eval()
     return {"steps": steps, "train_loss": last_loss, "engine": engine.name,
             "train_seconds": time.perf_counter() - t0}
@@ -202,13 +209,16 @@ def _test_kill_point(name: str, step: int) -> None:
 
 
 @torch.no_grad()
-def predict_nodes(s: Setup, nodes: np.ndarray, *, zero_graph: bool = False) -> np.ndarray:
+def predict_nodes(s: Setup, nodes: np.ndarray, *, zero_graph: bool = False, progress: bool = False,
+                  desc: str = "predict") -> np.ndarray:
     """Stage-3 predictions (continuous levels) of video nodes, in the order given.
 
-    `zero_graph` replaces every graph embedding by zeros (the ablation that shows what the graph carries)."""
+    `zero_graph` replaces every graph embedding by zeros (the ablation that shows what the graph carries);
+    `progress` shows a transient bar (as stage 1's evaluation)."""
     s.model.eval()
     out = []
-    for i in range(0, len(nodes), s.cfg.eval_batch_size):
+    for i in tqdm(range(0, len(nodes), s.cfg.eval_batch_size), desc=desc, unit="batch", leave=False,
+                  disable=not progress):
         batch = s.maker.batch(nodes[i:i + s.cfg.eval_batch_size], with_response=False).to(s.device)
         graph = torch.zeros_like(batch.graph) if zero_graph else batch.graph
         with autocast_context(s.cfg, s.device):
@@ -236,7 +246,7 @@ def _run(stage: str, run_dir: str | Path, store_path: str | Path, llm_dir: str |
     if (out / FINAL).is_file():  # finished earlier: resume is a no-op
         done = json.loads((out / "result.json").read_text())
         return {**done, "resumed_finished": True}
-    s = setup(store_path, llm_dir, run_dir, cfg)
+    s = setup(store_path, llm_dir, run_dir, cfg, progress=progress and rank_world()[0] == 0)
     if stage == "finetune" and not cfg.skip_align:
         align_final = Path(run_dir) / "align" / FINAL
         if not align_final.is_file():
@@ -256,7 +266,7 @@ def _run(stage: str, run_dir: str | Path, store_path: str | Path, llm_dir: str |
         metrics = {}
         for split in EVAL_SPLITS:
             nodes = s.store.split(split)[: cfg.max_eval_samples]
-            y_pred = predict_nodes(s, nodes)
+            y_pred = predict_nodes(s, nodes, progress=progress, desc=split)
             y_true = s.maker.texts.levels[nodes].astype(np.float64)
             metrics[split] = regression_metrics(y_true, y_pred)
             write_predictions(out / f"predictions_{split}.parquet", nodes, ids, y_true, y_pred)
@@ -265,6 +275,21 @@ def _run(stage: str, run_dir: str | Path, store_path: str | Path, llm_dir: str |
     write_json(out / "result.json", result, sort_keys=True)
     torch_save({"trainable": s.model.trainable_state(), "config": cfg.to_dict(), "stage": stage}, out / FINAL)
     return result
+
+
+def summary_line(stage: str, result: dict[str, Any]) -> str:
+    """One line on how a stage run ended (what the command line prints per stage, with or without bars)."""
+    if result.get("resumed_finished"):
+        return f"{stage}: already finished, nothing to do"
+    if "stopped_at_step" in result:
+        return f"{stage}: stopped after step {result['stopped_at_step']} of {result['steps']} (continue with --resume)"
+    line = (f"{stage}: {result['steps']} steps in {result['train_seconds']:.1f} s, last loss {result['train_loss']:.4f} "
+            f"({result['engine']} engine)")
+    for split in EVAL_SPLITS:
+        if split in result:
+            m = result[split]
+            line += f"; {split} acc {m['acc']:.4f} mse {m['mse']:.4f} mae {m['mae']:.4f}"
+    return line
 
 
 def run_align(run_dir: str | Path, store_path: str | Path, llm_dir: str | Path, *, max_steps: int | None = None,
