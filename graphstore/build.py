@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -16,6 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import zarr
 
+from graphstore.atomic import sync_file_system
 from graphstore.errors import InputRecordError, UserError
 from graphstore.generations import exclusive
 from graphstore.ingest import ingest
@@ -53,6 +55,8 @@ def build_store(
     """
     input_path, store_path = Path(input_path), Path(store_path)
     options = feature_options or {}
+    if store_path.name not in ("", ".", ".."):  # those check_store_output refuses
+        _restore_replaced(store_path)
     check_store_output(store_path, overwrite=overwrite,
                        inputs=(input_path, options.get("video_features"), options.get("text_encoder")))
     cutoff_days = cutoff_day(cutoff)
@@ -82,11 +86,20 @@ def _build_directory(tmp: Path) -> Iterator[None]:
         yield
 
 
+def _restore_replaced(store_path: Path) -> None:
+    """Put back a store that a build killed inside `_replace` had renamed aside (between its two renames)."""
+    old = store_path.with_name(f"{store_path.name}.tmp-old")
+    if not store_path.exists() and (old / "zarr.json").is_file():
+        old.rename(store_path)
+        print(f"graphstore: restored {store_path} (an earlier build was killed while replacing it)", file=sys.stderr)
+
+
 def _replace(tmp: Path, store_path: Path) -> None:
     """Move the finished build in place; an old store is renamed aside first and deleted only after."""
     old = store_path.with_name(f"{store_path.name}.tmp-old")
     if old.exists():
         shutil.rmtree(old)
+    sync_file_system(tmp)  # the new store on disk before any rename: a power loss leaves the old or the new one
     if store_path.exists():
         store_path.rename(old)
     try:
@@ -118,9 +131,9 @@ def _build_into(tmp: Path, store_path: Path, input_path: Path, cutoff: str, cuto
         meta["build"]["seconds"] = round(time.time() - started, 1)
         root.attrs["graphstore"] = meta
         if featurize:
-            from graphstore.features import featurize_store
+            from graphstore.features.featurize import featurize_into
 
-            featurize_store(tmp, **{"progress": progress, **(feature_options or {})})
+            featurize_into(tmp, **{"progress": progress, **(feature_options or {})})
         _replace(tmp, store_path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

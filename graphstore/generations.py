@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from graphstore.atomic import write_json
+from graphstore.atomic import sync_file_system, write_json
 from graphstore.errors import UserError
 
 GEN_DIR = "gen"
@@ -51,18 +51,23 @@ def current(store: Path) -> tuple[Path, int]:
     return store / doc["current"], int(doc["generation"])
 
 
-def write_document(path: Path, meta: dict[str, Any]) -> None:
+def write_document(path: Path, meta: dict[str, Any], durable: bool = False) -> None:
     """Atomically set the `graphstore` attribute of `path/zarr.json` (a Zarr v3 group document)."""
     target = path / "zarr.json"
     doc = json.loads(target.read_text()) if target.is_file() else {"zarr_format": 3, "node_type": "group"}
     doc.setdefault("attributes", {})["graphstore"] = meta
-    write_json(target, doc)
+    write_json(target, doc, durable=durable)
 
 
 def commit(store: Path, generation: int, format_version: int) -> None:
-    """Point `store` at `generation` (one atomic rename of zarr.json): the moment an append takes effect."""
+    """Point `store` at `generation` (one atomic rename of zarr.json): the moment a write takes effect.
+
+    The generation's files are flushed to disk first and the pointer after, so that after a power
+    loss, too, the store points at a complete generation.
+    """
+    sync_file_system(store)
     write_document(store, {"format": "graphstore", "format_version": format_version, "generation": generation,
-                           "current": f"{GEN_DIR}/{generation}"})
+                           "current": f"{GEN_DIR}/{generation}"}, durable=True)
 
 
 def link_tree(src: Path, dst: Path, skip: tuple[str, ...] = ()) -> None:
@@ -89,10 +94,12 @@ def link_file(src: Path, dst: Path) -> None:
 
 
 def discard_pending(store: Path, generation: int) -> None:
-    """Delete generation directories after `generation`: left by an append that was killed before its commit."""
+    """Delete generation directories after `generation`: left by an append or featurize that did not commit."""
     for path in _generation_dirs(store):
         if int(path.name) > generation:
             shutil.rmtree(path, ignore_errors=True)
+    if generation == 0 and (store / GEN_DIR).is_dir() and not any((store / GEN_DIR).iterdir()):
+        (store / GEN_DIR).rmdir()
 
 
 def collect_garbage(store: Path, generation: int) -> list[str]:

@@ -1,6 +1,7 @@
 """Feature encoders, featurize_store (incl. resume) and the chunked gather."""
 from __future__ import annotations
 
+import json
 import pickle
 import shutil
 
@@ -217,7 +218,7 @@ def test_codecs_roundtrip(bare_store, tmp_path, codec):
     meta = featurize_store(path, progress=False, codec=codec, node_types=["title"])
     assert meta["title"]["codec"] == ("raw" if codec == "none" else f"blosc-{codec}")
     arr = open_feature(path, "title")
-    full = zarr.open_array(str(path / "features/title/x"), mode="r")[...]
+    full = zarr.open_array(str(GraphStore.open(path).path / "features/title/x"), mode="r")[...]
     ids = np.arange(full.shape[0])[::-1]
     np.testing.assert_array_equal(arr.gather(ids), full[ids])
 
@@ -235,11 +236,16 @@ def test_resume_gives_identical_arrays(bare_store, featurized, tmp_path):
     shutil.copytree(bare_store, path)
     featurize_store(path, progress=False, chunk_bytes=4096, raw_chunk_bytes=8192, stop_after_rows=300,
                     time_encoding="paper")
-    partial = GraphStore.open(path).meta.get("features", {})
-    assert set(partial) != set(featurized.node_types)  # it really stopped early
+    pending = path / "gen" / "1"
+    partial = json.loads((pending / "zarr.json").read_text())["attributes"]["graphstore"].get("features", {})
+    assert partial and set(partial) != set(featurized.node_types)  # it really stopped early, in a pending generation
+    before = GraphStore.open(path)
+    assert before.generation == 0 and "features" not in before.meta  # which the store does not show
     featurize_store(path, progress=False, chunk_bytes=4096, raw_chunk_bytes=8192)
+    after = GraphStore.open(path)
+    assert after.generation == 1 and not (after.path / "featurize.pending.json").exists()
     for t in featurized.node_types:
-        a = zarr.open_array(str(path / "features" / t / "x"), mode="r")[...]
+        a = zarr.open_array(str(after.path / "features" / t / "x"), mode="r")[...]
         b = zarr.open_array(str(featurized.path / "features" / t / "x"), mode="r")[...]
         np.testing.assert_array_equal(a, b, err_msg=t)
     assert GraphStore.open(path).meta["features"] == featurized.meta["features"]

@@ -28,24 +28,21 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from graphstore.generations import exclusive
     from graphstore.store import GraphStore
 
-    location = GraphStore.open(store_path(args)).location
     started = time.time()
-    with exclusive(location):  # an append or a build --overwrite meanwhile would lose this run or be lost
-        store = GraphStore.open(location)  # the generation current once the lock is held
-        meta = _featurize(store, args)
-    print(f"featurized {store.path} in {time.time() - started:.1f} s: "
+    meta = _featurize(store_path(args), args)  # takes the store's writer lock, commits a new generation
+    store = GraphStore.open(store_path(args))
+    print(f"featurized {store.location} (generation {store.generation}) in {time.time() - started:.1f} s: "
           + ", ".join(f"{t} {m['dim']}-d {m['codec']}" for t, m in meta.items()))
     print_video_import(meta)
     return 0
 
 
-def _featurize(store, args: argparse.Namespace) -> dict:
+def _featurize(path, args: argparse.Namespace) -> dict:
     from graphstore.features import featurize_store
 
-    return featurize_store(store.path, text_encoder=args.text_encoder, text_dim=args.text_dim,
+    return featurize_store(path, text_encoder=args.text_encoder, text_dim=args.text_dim,
                            video_features=args.video_features, dtype=args.dtype, progress=not args.no_progress,
                            video_dim=args.video_dim, codec=args.codec, overwrite=args.overwrite,
                            node_types=args.types.split(",") if args.types else None,

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from graphstore.errors import UserError
+from graphstore.generations import current
 from graphstore.features.cache import POLICIES
 from graphstore.integrity import StoreDamaged, check_chunk_files, damaged, read_document
 
@@ -453,8 +454,10 @@ class FeatureArray:
 
 def open_feature(store, node_type: str, name: str = "x", cache_bytes: int = CHUNK_CACHE_BYTES,
                  policy: str = "sieve") -> FeatureArray:
-    """The feature matrix `features/<node_type>/<name>` of a GraphStore (or a store path)."""
+    """The feature matrix `features/<node_type>/<name>` of a GraphStore (or a store path: its current generation)."""
     path = Path(getattr(store, "path", store))
+    if not hasattr(store, "path") and (path / "zarr.json").is_file():
+        path = current(path)[0]  # featurize and append write new generations; a path names the store
     array_dir = path / "features" / node_type / name
     if not (array_dir / "zarr.json").is_file():
         have = sorted(p.name for p in (path / "features").iterdir()) if (path / "features").is_dir() else []

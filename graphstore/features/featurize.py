@@ -1,7 +1,11 @@
 """`featurize_store`: encode every node type into `features/<type>/x`, chunk by chunk, resumable."""
 from __future__ import annotations
 
+import inspect
+import json
 import logging
+import os
+import signal
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +17,9 @@ import zarr
 from zarr.codecs import BloscCodec, BloscShuffle
 
 from graphstore import generations
+from graphstore.atomic import write_json
 from graphstore.errors import UserError
+from graphstore.schema import FORMAT_VERSION
 from graphstore.zarr_io import ColumnReader, array_checksum
 from graphstore.features.encoders import DEFAULT_TIME_ENCODING, TIME_ENCODINGS, log_count_encoding, time_dim, time_encoding
 from graphstore.features.sample import SampleFeatures, sample_feature_names
@@ -27,6 +33,7 @@ CODECS = ("auto", "none", "lz4", "zstd")
 CHUNK_BYTES = 64 << 10  # compressed arrays: small chunks, cached by FeatureArray
 RAW_CHUNK_BYTES = 16 << 20  # raw arrays: large chunks, memory-mapped by FeatureArray
 WRITE_ROWS = 4096
+KILL_ENV = "GRAPHSTORE_FEATURIZE_KILL_AFTER_ROWS"  # tests: SIGKILL the process once this many rows are written
 # node type -> (column, missing-mask column or None) for log(v + 1) features
 COUNT_TYPES = {
     "video_time": ("duration", None), "likes": ("likes", "likes_missing"),
@@ -222,7 +229,83 @@ def _jobs(root: zarr.Group, path: Path, meta: dict, text: TextEncoder, video_fea
     return [_with_sample_features(j, path) if j.node_type == "video" else j for j in jobs]
 
 
-def featurize_store(
+PENDING = "featurize.pending.json"  # in an uncommitted generation: the settings of the featurize writing it
+
+
+def featurize_store(store_path: str | Path, text_encoder: str = "hash", text_dim: int = HASH_DIM,
+                    video_features: str | None = None, dtype: str = "float16", progress: bool = True,
+                    **options: Any) -> dict[str, dict]:
+    """Write `features/<type>/x` for every node type as the store's next generation; resumes an interrupted run.
+
+    Takes the store's writer lock, writes into an uncommitted generation (the unchanged files hard-linked,
+    never rewritten) and switches the store to it in one atomic rename, so that a handle opened before,
+    an interruption or a crash never sees a half-written array. An interrupted run leaves its generation
+    pending; the next run with the same settings on the same generation resumes it, any other discards it.
+    A run that changes nothing commits nothing. Options and the returned document are `featurize_into`'s.
+    """
+    from graphstore.store import GraphStore
+
+    location = GraphStore.open(store_path).location  # a UserError for what is not a store, before locking it
+    with generations.exclusive(location):
+        src = GraphStore.open(location)  # the generation current once the lock is held
+        args = {"text_encoder": text_encoder, "text_dim": text_dim, "video_features": video_features, "dtype": dtype,
+                **options}
+        settings = {"base_generation": src.generation, **_pending_settings(args)}
+        generation = src.generation + 1
+        dest = generations.generation_dir(location, generation)
+        if not _resumable(_read_pending(dest), settings):
+            generations.discard_pending(location, src.generation)
+            _link_generation(src, dest, args)
+            generations.write_document(dest, {**src.meta, "generation": generation})
+            write_json(dest / PENDING, settings)
+        # the arrays --overwrite replaces were not linked into `dest`: resuming there must not restart them
+        meta, complete = _featurize_into(dest, progress=progress, **{**args, "overwrite": False})
+        if not complete:
+            return meta  # stop_after_rows: left pending, as a killed run would
+        if _same_contents(generations.read_document(dest), src.meta):
+            generations.discard_pending(location, src.generation)  # nothing changed: no new generation
+            return meta
+        (dest / PENDING).unlink()
+        generations.commit(location, generation, FORMAT_VERSION)
+        generations.collect_garbage(location, generation)
+    return meta
+
+
+def _pending_settings(args: dict[str, Any]) -> dict[str, Any]:
+    """The run's settings as JSON, defaults filled in (what must match for a pending generation to be resumed)."""
+    defaults = {name: p.default for name, p in inspect.signature(featurize_into).parameters.items()
+                if p.default is not inspect.Parameter.empty}
+    out = {k: v for k, v in {**defaults, **args}.items() if k not in ("progress", "stop_after_rows")}
+    if out.get("node_types"):
+        out["node_types"] = sorted(out["node_types"])
+    return json.loads(json.dumps(out, default=str))
+
+
+def _resumable(pending: dict | None, settings: dict[str, Any]) -> bool:
+    """Whether a pending generation was started on this generation with these settings (None: 'as the store has')."""
+    return pending is not None and all(pending.get(k) == v for k, v in settings.items() if v is not None)
+
+
+def _read_pending(dest: Path) -> dict | None:
+    try:
+        return json.loads((dest / PENDING).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _link_generation(src, dest: Path, args: dict[str, Any]) -> None:
+    """Hard-link `src` into `dest`, leaving out the feature arrays that this run replaces anyway (--overwrite)."""
+    replaced = tuple(args.get("node_types") or src.meta["node_types"]) if args.get("overwrite") else ()
+    generations.link_tree(src.path, dest, skip=("zarr.json", generations.GEN_DIR, "features", "staging"))
+    if (src.path / "features").is_dir():
+        generations.link_tree(src.path / "features", dest / "features", skip=replaced)
+
+
+def _same_contents(a: dict, b: dict) -> bool:
+    return {k: v for k, v in a.items() if k != "generation"} == {k: v for k, v in b.items() if k != "generation"}
+
+
+def featurize_into(
     store_path: str | Path,
     text_encoder: str = "hash",
     text_dim: int = HASH_DIM,
@@ -240,16 +323,40 @@ def featurize_store(
     stop_after_rows: int | None = None,
     time_encoding: str | None = None,
 ) -> dict[str, dict]:
-    """Write `features/<type>/x` for every node type; resumes a partial run with the same settings.
+    """Write `features/<type>/x` for every node type in place, into a store directory not yet published
+    (a build's staging directory or an uncommitted generation); resumes a partial run with the same settings.
 
     Returns the `features` metadata document, also stored in the store's metadata.
     `time_encoding` ('multiscale' or 'paper'; None: the store's current one, else multiscale) picks the
     time features; naming another than the store's re-encodes the time-derived arrays.
     `stop_after_rows` (tests) stops after writing that many rows in total, as an interruption would.
     """
+    return _featurize_into(store_path, text_encoder, text_dim, video_features, dtype, progress, video_dim=video_dim,
+                           codec=codec, chunk_bytes=chunk_bytes, raw_chunk_bytes=raw_chunk_bytes, overwrite=overwrite,
+                           node_types=node_types, text_kwargs=text_kwargs, stop_after_rows=stop_after_rows,
+                           time_encoding=time_encoding)[0]
+
+
+def _featurize_into(
+    store_path: str | Path,
+    text_encoder: str = "hash",
+    text_dim: int = HASH_DIM,
+    video_features: str | None = None,
+    dtype: str = "float16",
+    progress: bool = True,
+    *,
+    video_dim: int | None = None,
+    codec: str = "auto",
+    chunk_bytes: int = CHUNK_BYTES,
+    raw_chunk_bytes: int = RAW_CHUNK_BYTES,
+    overwrite: bool = False,
+    node_types: Sequence[str] | None = None,
+    text_kwargs: dict[str, Any] | None = None,
+    stop_after_rows: int | None = None,
+    time_encoding: str | None = None,
+) -> tuple[dict[str, dict], bool]:
+    """`featurize_into`, and whether every job completed."""
     path = Path(store_path)
-    if (path / "zarr.json").is_file():
-        path = generations.current(path)[0]  # an appended store: its current generation
     if dtype not in DTYPES:
         raise UserError(f"--dtype must be one of {DTYPES}, got {dtype!r}")
     if codec not in CODECS:
@@ -274,7 +381,7 @@ def featurize_store(
     meta["time_encoding"] = scheme
     fgroup = root.require_group("features")
     done_meta: dict[str, dict] = dict(meta.get("features", {}))
-    budget = [stop_after_rows]
+    budget = [stop_after_rows, int(os.environ.get(KILL_ENV, 0)) or None]
     # progress in bytes written (a text row costs more than a count row; bytes are the closer measure),
     # starting at what earlier runs wrote, so that the rate and the ETA count this run's work alone
     done = sum(_rows_done(fgroup, j, dtype, overwrite or j.node_type in reencode) * _row_bytes(j, dtype) for j in jobs)
@@ -286,7 +393,7 @@ def featurize_store(
             if job.release is not None:
                 job.release()
             if info is None:
-                return done_meta  # interrupted on purpose (stop_after_rows)
+                return done_meta, False  # interrupted on purpose (stop_after_rows)
             if job.node_type == "video":
                 visual = job.dim - len(sample_feature_names())
                 info.update(parts={"visual": [0, visual], "sample": [visual, job.dim]},
@@ -300,7 +407,7 @@ def featurize_store(
     finally:
         if bar is not None:
             bar.close()
-    return done_meta
+    return done_meta, True
 
 
 def _settings(job: FeatureJob, dtype: str) -> dict:
@@ -370,6 +477,10 @@ def _write_job(fgroup: zarr.Group, job: FeatureJob, dtype: str, codec: str, chun
         if digest is not None:
             digest.update(block)
         arr.attrs["featurize"] = {"settings": want, "rows_done": hi, "complete": False}
+        if budget[1] is not None:
+            budget[1] -= hi - lo
+            if budget[1] <= 0:
+                os.kill(os.getpid(), signal.SIGKILL)
         if bar is not None:
             bar.update((hi - lo) * row_bytes)
         lo = hi
