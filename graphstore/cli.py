@@ -231,6 +231,9 @@ def environment_fault(exc: BaseException) -> str | None:
     if isinstance(exc, OSError) and exc.errno in _FAULTS:
         path = f": {exc.filename}" if exc.filename else ""
         return f"{_FAULTS[exc.errno]}{path}"
+    said = _fault_named_in(exc)  # DuckDB, Arrow and others report the OS error in their own exception's text
+    if said is not None:
+        return said
     if type(exc).__module__.split(".")[0] in ("duckdb", "_duckdb"):
         name = type(exc).__name__
         if name.startswith("OutOfMemory"):
@@ -242,6 +245,15 @@ def environment_fault(exc: BaseException) -> str | None:
                 "with fewer workers (e.g. --ingest-workers 1)")
     if isinstance(exc, RuntimeError) and "write failed" in str(exc):  # torch.save on a full disk says only this
         return f"could not write a file (is the disk full?): {_first_line(exc)}"
+    return None
+
+
+def _fault_named_in(exc: BaseException) -> str | None:
+    for cause in _causes(exc):
+        text = str(cause)
+        for code, message in _FAULTS.items():
+            if code not in (errno.EPERM, errno.ENOMEM) and os.strerror(code) in text:
+                return f"{message} ({_first_line(cause)})"
     return None
 
 
