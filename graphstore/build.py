@@ -86,9 +86,14 @@ def _build_directory(tmp: Path) -> Iterator[None]:
         yield
 
 
+def _aside(store_path: Path) -> Path:
+    """Where `_replace` keeps the old store between its two renames."""
+    return store_path.with_name(f"{store_path.name}.tmp-old")
+
+
 def _restore_replaced(store_path: Path) -> None:
     """Put back a store that a build killed inside `_replace` had renamed aside (between its two renames)."""
-    old = store_path.with_name(f"{store_path.name}.tmp-old")
+    old = _aside(store_path)
     if not store_path.exists() and (old / "zarr.json").is_file():
         old.rename(store_path)
         print(f"graphstore: restored {store_path} (an earlier build was killed while replacing it)", file=sys.stderr)
@@ -96,7 +101,7 @@ def _restore_replaced(store_path: Path) -> None:
 
 def _replace(tmp: Path, store_path: Path) -> None:
     """Move the finished build in place; an old store is renamed aside first and deleted only after."""
-    old = store_path.with_name(f"{store_path.name}.tmp-old")
+    old = _aside(store_path)
     if old.exists():
         shutil.rmtree(old)
     sync_file_system(tmp)  # the new store on disk before any rename: a power loss leaves the old or the new one

@@ -232,6 +232,14 @@ def _jobs(root: zarr.Group, path: Path, meta: dict, text: TextEncoder, video_fea
 PENDING = "featurize.pending.json"  # in an uncommitted generation: the settings of the featurize writing it
 
 
+class FeaturizeStopped(Exception):
+    """`featurize_into` stopped at `stop_after_rows`; `meta` is the features document of the jobs completed."""
+
+    def __init__(self, meta: dict[str, dict]) -> None:
+        super().__init__("featurize stopped at stop_after_rows")
+        self.meta = meta
+
+
 def featurize_store(store_path: str | Path, text_encoder: str = "hash", text_dim: int = HASH_DIM,
                     video_features: str | None = None, dtype: str = "float16", progress: bool = True,
                     **options: Any) -> dict[str, dict]:
@@ -259,9 +267,10 @@ def featurize_store(store_path: str | Path, text_encoder: str = "hash", text_dim
             generations.write_document(dest, {**src.meta, "generation": generation})
             write_json(dest / PENDING, settings)
         # the arrays --overwrite replaces were not linked into `dest`: resuming there must not restart them
-        meta, complete = _featurize_into(dest, progress=progress, **{**args, "overwrite": False})
-        if not complete:
-            return meta  # stop_after_rows: left pending, as a killed run would
+        try:
+            meta = featurize_into(dest, progress=progress, **{**args, "overwrite": False})
+        except FeaturizeStopped as stopped:
+            return stopped.meta  # stop_after_rows: left pending, as a killed run would
         if _same_contents(generations.read_document(dest), src.meta):
             generations.discard_pending(location, src.generation)  # nothing changed: no new generation
             return meta
@@ -329,33 +338,9 @@ def featurize_into(
     Returns the `features` metadata document, also stored in the store's metadata.
     `time_encoding` ('multiscale' or 'paper'; None: the store's current one, else multiscale) picks the
     time features; naming another than the store's re-encodes the time-derived arrays.
-    `stop_after_rows` (tests) stops after writing that many rows in total, as an interruption would.
+    `stop_after_rows` (tests) stops after writing that many rows in total, as an interruption would,
+    raising `FeaturizeStopped`.
     """
-    return _featurize_into(store_path, text_encoder, text_dim, video_features, dtype, progress, video_dim=video_dim,
-                           codec=codec, chunk_bytes=chunk_bytes, raw_chunk_bytes=raw_chunk_bytes, overwrite=overwrite,
-                           node_types=node_types, text_kwargs=text_kwargs, stop_after_rows=stop_after_rows,
-                           time_encoding=time_encoding)[0]
-
-
-def _featurize_into(
-    store_path: str | Path,
-    text_encoder: str = "hash",
-    text_dim: int = HASH_DIM,
-    video_features: str | None = None,
-    dtype: str = "float16",
-    progress: bool = True,
-    *,
-    video_dim: int | None = None,
-    codec: str = "auto",
-    chunk_bytes: int = CHUNK_BYTES,
-    raw_chunk_bytes: int = RAW_CHUNK_BYTES,
-    overwrite: bool = False,
-    node_types: Sequence[str] | None = None,
-    text_kwargs: dict[str, Any] | None = None,
-    stop_after_rows: int | None = None,
-    time_encoding: str | None = None,
-) -> tuple[dict[str, dict], bool]:
-    """`featurize_into`, and whether every job completed."""
     path = Path(store_path)
     if dtype not in DTYPES:
         raise UserError(f"--dtype must be one of {DTYPES}, got {dtype!r}")
@@ -393,7 +378,7 @@ def _featurize_into(
             if job.release is not None:
                 job.release()
             if info is None:
-                return done_meta, False  # interrupted on purpose (stop_after_rows)
+                raise FeaturizeStopped(done_meta)  # interrupted on purpose (stop_after_rows)
             if job.node_type == "video":
                 visual = job.dim - len(sample_feature_names())
                 info.update(parts={"visual": [0, visual], "sample": [visual, job.dim]},
@@ -407,7 +392,7 @@ def _featurize_into(
     finally:
         if bar is not None:
             bar.close()
-    return done_meta, True
+    return done_meta
 
 
 def _settings(job: FeatureJob, dtype: str) -> dict:
