@@ -187,6 +187,13 @@ def test_featurize_leaves_open_handles_on_their_generation(reference, tmp_path):
     assert GraphStore.open(path).generation == 1 and _contents(path) == reference["refeaturized"]
 
 
+def test_featurize_refused_for_its_settings_leaves_nothing_behind(reference, tmp_path):
+    path = _fresh(reference, tmp_path)
+    with pytest.raises(UserError, match="pass --overwrite"):
+        featurize_store(path, progress=False, text_dim=16, **SMALL_CHUNKS)
+    assert not (path / "gen").exists() and _contents(path) == reference["base"]
+
+
 def test_featurize_that_changes_nothing_commits_nothing(reference, tmp_path):
     path = _fresh(reference, tmp_path)
     featurize_store(path, progress=False, **SMALL_CHUNKS)

@@ -271,6 +271,9 @@ def featurize_store(store_path: str | Path, text_encoder: str = "hash", text_dim
             meta = featurize_into(dest, progress=progress, **{**args, "overwrite": False})
         except FeaturizeStopped as stopped:
             return stopped.meta  # stop_after_rows: left pending, as a killed run would
+        except UserError:  # a mistake (settings that need --overwrite, a bad encoder): nothing worth resuming
+            generations.discard_pending(location, src.generation)
+            raise
         if _same_contents(generations.read_document(dest), src.meta):
             generations.discard_pending(location, src.generation)  # nothing changed: no new generation
             return meta
