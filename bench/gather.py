@@ -133,7 +133,7 @@ def main() -> None:
         results["runs"].append({"trace": trace_name, "reader": "np.memmap warm + astype(float32)",
                                 "rows_per_s": timed(lambda i: mm[i].astype(np.float32), trace)})
         mm = None  # unmap before the next cold run
-    from graphstore.features.featurize import RAW_CHUNK_BYTES, chunk_rows_for
+    from graphstore.featurize.writer import RAW_CHUNK_BYTES, chunk_rows_for
 
     small = chunk_rows_for(dim, str(full.dtype))
     big = min(n, chunk_rows_for(dim, str(full.dtype), RAW_CHUNK_BYTES, 26))

@@ -64,7 +64,7 @@ def text_rows(store_path: Path, n: int, seed: int) -> dict[str, list[str]]:
 
 def encoder_rates(spec: str, texts: dict[str, list[str]]) -> dict[str, float]:
     """Rows per second of one text encoder on each text type's sample (after one warm-up batch)."""
-    from graphstore.features.text import make_text_encoder
+    from graphstore.featurize.text import make_text_encoder
 
     enc = make_text_encoder(spec)
     enc.encode(texts["title"][:8])

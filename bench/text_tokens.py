@@ -20,7 +20,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from graphstore.atomic import write_json
-from graphstore.features.text import minilm_dir
+from graphstore.featurize.text import minilm_dir
 from graphstore.store import GraphStore
 
 MAX_LENGTH = 128

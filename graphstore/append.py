@@ -342,7 +342,7 @@ def _grow_splits(src: GraphStore, dest: Path, new: NewSamples, checksums: dict) 
 def _grow_features(src: GraphStore, dest: Path, meta: dict, new: NewSamples, view_dir: Path, touched: np.ndarray,
                    progress: bool) -> None:
     """Encode the rows each featurized type grew by (and `touched` video rows) into its grown array."""
-    from graphstore.features.featurize import jobs_for_types, recorded_encoder
+    from graphstore.featurize.jobs import jobs_for_types, recorded_encoder
 
     feats = meta.get("features", {})
     old = src.meta["node_types"]

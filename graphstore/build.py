@@ -136,7 +136,7 @@ def _build_into(tmp: Path, store_path: Path, input_path: Path, cutoff: str, cuto
         meta["build"]["seconds"] = round(time.time() - started, 1)
         root.attrs["graphstore"] = meta
         if featurize:
-            from graphstore.features.featurize import featurize_into
+            from graphstore.featurize import featurize_into
 
             featurize_into(tmp, **{"progress": progress, **(feature_options or {})})
         _replace(tmp, store_path)

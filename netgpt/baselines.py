@@ -111,8 +111,8 @@ def run_lightgbm(store: GraphStore, seed: int = 0, own_only: bool = False,
 
 
 def bucket_mean_features(store: GraphStore) -> tuple[np.ndarray, list[str]]:
-    """The exact means over each sample's same-author and same-topic in-neighbours (graphstore.features.sample)."""
-    from graphstore.features.sample import bucket_mean_names, sample_feature_names, sample_features
+    """The exact means over each sample's same-author and same-topic in-neighbours (graphstore.featurize.per_sample)."""
+    from graphstore.featurize.per_sample import bucket_mean_names, sample_feature_names, sample_features
 
     names, wanted = sample_feature_names(), bucket_mean_names()
     return sample_features(store)[:, [names.index(c) for c in wanted]].astype(np.float32), wanted

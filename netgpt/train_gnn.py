@@ -55,7 +55,7 @@ def build_model(cfg: PretrainConfig, in_dims: dict[str, int], etypes: list[tuple
 
 def model_for_store(cfg: PretrainConfig, store: GraphStore) -> torch.nn.Module:
     """Build the model for a store's feature widths and relations, seeded by cfg.seed."""
-    from graphstore.features.featurize import video_parts
+    from graphstore.featurize.jobs import video_parts
 
     torch.manual_seed(cfg.seed)
     parts = video_parts(store.meta["features"]["video"])

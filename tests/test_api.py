@@ -13,7 +13,7 @@ import graphstore
 import netgpt
 from graphstore.build import build_store
 from graphstore.errors import NodeIdError, UserError
-from graphstore.features import featurize_store
+from graphstore.featurize import featurize_store
 from graphstore.store import GraphStore
 from tests.xsvideo_fixtures import make_records, write_xsvideo
 

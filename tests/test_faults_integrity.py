@@ -286,7 +286,7 @@ def test_truncated_stage3_checkpoint_is_a_clear_error(tmp_path):
 
 # --- identity ---------------------------------------------------------------------------------------------
 def test_a_store_keeps_its_identity_through_append_overlay_and_featurize(built, tmp_path):
-    from graphstore.features import featurize_store
+    from graphstore.featurize import featurize_store
 
     path = _copy(built["raw"], tmp_path)
     sid = GraphStore.open(path).store_id

@@ -19,8 +19,9 @@ import pytest
 from graphstore.build import build_store
 from graphstore.append import KILL_ENV as APPEND_KILL_ENV
 from graphstore.errors import UserError
-from graphstore.features import featurize_store
-from graphstore.features.featurize import KILL_ENV as FEATURIZE_KILL_ENV, PENDING
+from graphstore.featurize import featurize_store
+from graphstore.featurize.run import PENDING
+from graphstore.featurize.writer import KILL_ENV as FEATURIZE_KILL_ENV
 from graphstore.generations import exclusive
 from graphstore.store import GraphStore
 from tests.xsvideo_fixtures import make_records, write_xsvideo

@@ -13,14 +13,15 @@ import zarr
 from graphstore.build import build_store
 from graphstore.cli import main as cli_main
 from graphstore.errors import UserError
-from graphstore.features import featurize_store, open_feature
+from graphstore.features import open_feature
+from graphstore.featurize import featurize_store
 from graphstore.features import array as array_module
-from graphstore.features import video as video_module
+from graphstore.featurize import video as video_module
 from graphstore.features.array import FeatureArray
 from graphstore.features.cache import hit_ratio
-from graphstore.features.encoders import log_count_encoding, time_encoding
-from graphstore.features.text import HashTextEncoder, make_text_encoder
-from graphstore.features.video import REFERENCE_PLATFORM_DIRS, reference_video_id
+from graphstore.featurize.encoders import log_count_encoding, time_encoding
+from graphstore.featurize.text import HashTextEncoder, make_text_encoder
+from graphstore.featurize.video import REFERENCE_PLATFORM_DIRS, reference_video_id
 from graphstore.store import GraphStore
 from tests.forking import run_in_fork
 from tests.xsvideo_fixtures import make_records, write_xsvideo
@@ -403,7 +404,7 @@ def test_verify_covers_feature_arrays(featurized, tmp_path):
 
 
 def test_raw_chunks_are_balanced_not_padded(featurized):
-    from graphstore.features.featurize import balanced_chunk_rows
+    from graphstore.featurize.writer import balanced_chunk_rows
 
     assert balanced_chunk_rows(9380, 8192) == 4704  # 2 chunks of 4,704 rows, not 8,192 + 1,188 padded to 8,192
     for rows, limit in ((0, 64), (5, 64), (64, 64), (65, 64), (100_000, 4096)):
@@ -466,7 +467,7 @@ def test_build_with_features(tmp_path):
 # --- issue 14: featurize reads and computes by row range (memory bounded by the block, not the store) -----
 def _reference_sample_features(store) -> np.ndarray:
     """The whole-matrix computation that `SampleFeatures` replaced (kept here as the reference)."""
-    from graphstore.features.sample import BUCKET_MEANS, DEGREE_RELATIONS, GROWTH_FIELDS, MEAN_COLUMNS, sample_feature_names
+    from graphstore.featurize.per_sample import BUCKET_MEANS, DEGREE_RELATIONS, GROWTH_FIELDS, MEAN_COLUMNS, sample_feature_names
     from graphstore.schema import COUNT_FIELDS, DAY, PLATFORMS
 
     n = store.num_nodes("video")
@@ -519,7 +520,7 @@ def appended_store(tmp_path_factory):
 
 @pytest.mark.parametrize("which", ["built", "appended"])
 def test_sample_features_by_range_equal_the_whole_matrix(bare_store, appended_store, which, monkeypatch):
-    from graphstore.features import sample as sample_module
+    from graphstore.featurize import per_sample as sample_module
 
     store = GraphStore.open(bare_store) if which == "built" else appended_store
     assert which == "built" or store.topology.relations["has_same_topic_as"].members is not None
@@ -540,7 +541,7 @@ def test_sample_features_by_range_equal_the_whole_matrix(bare_store, appended_st
 
 
 def test_hash_encoder_groups_give_the_rows_of_one_batch(monkeypatch):
-    from graphstore.features import text as text_module
+    from graphstore.featurize import text as text_module
 
     rng = np.random.default_rng(1)
     texts = ["".join(rng.choice(list("abc短视频传播 #"), size=int(rng.integers(0, 60)))) for _ in range(300)] + ["", "x" * 5000]
@@ -554,7 +555,7 @@ def test_table_column_reads_by_row_group(tmp_path, monkeypatch):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from graphstore.features.featurize import TableColumn
+    from graphstore.featurize.jobs import TableColumn
 
     values = [f"t{i}" if i % 7 else None for i in range(100)]
     pq.write_table(pa.table({"text": values[:60], "ts": np.arange(60)}), tmp_path / "a.parquet", row_group_size=16)
@@ -574,7 +575,7 @@ def test_table_column_reads_by_row_group(tmp_path, monkeypatch):
 def test_progress_counts_bytes_and_starts_at_the_resumed_work(bare_store, tmp_path, monkeypatch):
     """The bar's total is the feature bytes, a resumed run starts at the bytes already written (so its
     rate and ETA are this run's), and it ends at the total."""
-    from graphstore.features import featurize as featurize_module
+    from graphstore.featurize import run as featurize_module
 
     path = tmp_path / "s"
     shutil.copytree(bare_store, path)

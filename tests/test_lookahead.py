@@ -11,7 +11,7 @@ import torch
 from graphstore.build import build_store
 from graphstore.errors import UserError
 from graphstore.features import array as array_module
-from graphstore.features import featurize_store
+from graphstore.featurize import featurize_store
 from graphstore.features import lookahead as la
 from graphstore.features.array import FeatureArray
 from graphstore.features.cache import POLICIES

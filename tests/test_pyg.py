@@ -10,7 +10,7 @@ from torch_geometric.nn import HeteroConv, SAGEConv
 from graphstore.build import build_store
 from graphstore.errors import UserError
 from graphstore.features import array as array_module
-from graphstore.features import featurize_store
+from graphstore.featurize import featurize_store
 from graphstore.pyg import make_loader
 from graphstore.store import GraphStore
 from tests.xsvideo_fixtures import make_records, with_learnable_levels, write_xsvideo

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from graphstore.build import build_store
-from graphstore.features.encoders import time_encoding
+from graphstore.featurize.encoders import time_encoding
 from graphstore.schema import DAY
 from graphstore.store import GraphStore
 from tests.xsvideo_fixtures import make_records, write_xsvideo
@@ -67,7 +67,7 @@ def test_video_features_hold_age_history_and_degrees(store):
 def test_featurize_reencodes_time_with_the_paper_encoding(store, tmp_path):
     import shutil
 
-    from graphstore.features import featurize_store
+    from graphstore.featurize import featurize_store
 
     copy = tmp_path / "store"
     shutil.copytree(store, copy)

@@ -7,7 +7,7 @@ VIDEO_FEATURES_HELP = ("precomputed video features: the reference layout DIR/<pl
 
 def print_video_import(features_meta: dict) -> None:
     """Print how many videos a `--video-features` import matched, if the features came from one."""
-    from graphstore.features.video import describe
+    from graphstore.featurize.video import describe
 
     line = describe(features_meta)
     if line:

@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _featurize(path, args: argparse.Namespace) -> dict:
-    from graphstore.features import featurize_store
+    from graphstore.featurize import featurize_store
 
     return featurize_store(path, text_encoder=args.text_encoder, text_dim=args.text_dim,
                            video_features=args.video_features, dtype=args.dtype, progress=not args.no_progress,

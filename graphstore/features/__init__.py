@@ -1,5 +1,4 @@
-"""Out-of-core node features: encoders, `featurize_store` and the chunked `open_feature` gather."""
+"""The read side of node features: the chunked `open_feature` gather, its caches and the look-ahead."""
 from graphstore.features.array import FeatureArray, open_feature
-from graphstore.features.featurize import featurize_store
 
-__all__ = ["FeatureArray", "featurize_store", "open_feature"]
+__all__ = ["FeatureArray", "open_feature"]
