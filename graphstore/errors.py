@@ -13,6 +13,10 @@ class InputRecordError(UserError):
         super().__init__(f"sample {sample_id}: field {field!r}: {problem}")
 
 
+class SamplerError(UserError, ValueError):
+    """A bad sampler argument (fanouts, relations, backend, seed ids) or relation array; a UserError and a ValueError."""
+
+
 class NodeIdError(UserError, ValueError, IndexError):
     """A node id that is not an integer in 0..count-1 of its type (also a ValueError and an IndexError)."""
 

@@ -126,11 +126,7 @@ class GraphStore:
                 if group.is_dir() else set()
             for name in sorted(names | {n for n in recorded if n.rsplit("/", 1)[0] == f"topology/{r['name']}"}):
                 arrays[name.rsplit("/", 1)[1]] = read_array(self.path, name)  # a recorded array must be there
-            rels[r["name"]] = Relation(
-                name=r["name"], head=r["head"], kind=r["kind"], tail=r["tail"],
-                head_index=arrays.get("head"), indptr=arrays.get("indptr"), indices=arrays.get("indices"),
-                members=arrays.get("members"), lo=arrays.get("lo"), hi=arrays.get("hi"),
-            )
+            rels[r["name"]] = Relation.from_arrays(r["name"], r["head"], r["kind"], r["tail"], arrays)
         return Topology(num_nodes={k: int(v) for k, v in self.meta["node_types"].items()}, relations=rels)
 
     @property

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from graphstore.sampler.neighbor import KernelRelation
+    from graphstore.sampler.kernel import KernelRelation
 
 try:
     from graphstore import _sampler_cpp

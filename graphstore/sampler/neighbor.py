@@ -4,40 +4,23 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from graphstore.errors import UserError
+from graphstore.errors import SamplerError
 from graphstore.sampler import rng
+from graphstore.sampler.kernel import SamplerBackend, kernel_relation
 from graphstore.sampler.output import SampleOutput
 from graphstore.topology import Relation, Topology
 
 if TYPE_CHECKING:
-    from graphstore.sampler.cpp_backend import CppBackend
-    from graphstore.sampler.numba_backend import NumbaBackend
     from graphstore.store import GraphStore
 
 log = logging.getLogger(__name__)
 
-KIND_CODES = {"aligned": 0, "range": 1, "csc": 2, "bucket": 3}
 BACKENDS = ("auto", "cpp", "numba")
 
-
-class SamplerError(UserError, ValueError):
-    """A bad sampler argument (fanouts, relations, backend, seed ids); a UserError and a ValueError."""
-
-
-def _readonly(a: np.ndarray) -> np.ndarray:
-    """A read-only view: every kernel argument then has one Numba type (fewer compilations)."""
-    view = a.view()
-    view.flags.writeable = False
-    return view
-
-
-_EMPTY32 = _readonly(np.zeros(0, np.int32))
-_EMPTY64 = _readonly(np.zeros(0, np.int64))
 
 Fanouts = Sequence[int | Mapping[str, int]]
 
@@ -92,90 +75,7 @@ def parse_fanouts(fanouts: Fanouts, names: Sequence[str]) -> list[list[int]]:
     return out
 
 
-@dataclass
-class KernelRelation:
-    """A relation's arrays in the dtypes the kernels take (absent arrays: empty)."""
-
-    name: str
-    head: str
-    index: int
-    kind_code: int
-    identity: bool
-    head_index: np.ndarray
-    indptr: np.ndarray
-    indices: np.ndarray
-    members: np.ndarray
-    lo: np.ndarray
-    hi: np.ndarray
-
-    @property
-    def edge_type(self) -> tuple[str, str, str]:
-        return (self.head, self.name, "video")
-
-
-def _arr(a, dtype, name: str, what: str, length: int | None) -> np.ndarray:
-    if a is None:
-        raise SamplerError(f"relation {name}: kind needs array {what!r}")
-    out = np.ascontiguousarray(a, dtype=dtype)
-    if out.ndim != 1 or (length is not None and out.shape[0] != length):
-        raise SamplerError(f"relation {name}: {what} has shape {out.shape}, expected ({length},)")
-    return _readonly(out)
-
-
-def _check_ids(rel: Relation, what: str, ids: np.ndarray, count: int, node_type: str) -> None:
-    """SamplerError naming the first entry of `ids` that is not a `node_type` id (0..count-1)."""
-    if ids.size == 0 or (ids.min() >= 0 and ids.max() < count):
-        return
-    i = int(np.argmax((ids < 0) | (ids >= count)))
-    raise SamplerError(f"relation {rel.name}: {what}[{i}] = {int(ids[i])} is not a {node_type} id "
-                       f"(valid ids: 0..{count - 1})")
-
-
-def kernel_relation(index: int, rel: Relation, num_nodes: Mapping[str, int]) -> KernelRelation:
-    """Checks a relation's arrays (shapes, and every head id in range) and casts them for the kernels."""
-    n = num_nodes["video"]
-    if rel.head not in num_nodes:
-        raise SamplerError(f"relation {rel.name}: head type {rel.head!r} has no node count")
-    n_head = int(num_nodes[rel.head])
-    hi_ = lo_ = members = indices = indptr = head_index = None
-    identity = False
-    if rel.kind == "aligned":
-        identity = rel.head_index is None
-        if identity and n > n_head:
-            raise SamplerError(f"relation {rel.name}: head i of video i needs {n} {rel.head} nodes, there are {n_head}")
-        head_index = _EMPTY32 if identity else _arr(rel.head_index, np.int32, rel.name, "head", n)
-        _check_ids(rel, "head", head_index, n_head, rel.head)
-    elif rel.kind in ("range", "csc"):
-        indptr = _arr(rel.indptr, np.int64, rel.name, "indptr", n + 1)
-        deg = np.diff(indptr)
-        if n and (indptr[0] != 0 or deg.min() < 0 or deg.max() > rng.MAX_DEGREE):
-            raise SamplerError(f"relation {rel.name}: indptr must start at 0 and be non-decreasing")
-        if rel.kind == "csc":
-            indices = _arr(rel.indices, np.int32, rel.name, "indices", int(indptr[-1]) if n else None)
-            _check_ids(rel, "indices", indices, n_head, rel.head)
-        elif n and indptr[-1] > n_head:
-            raise SamplerError(f"relation {rel.name}: indptr[-1] = {int(indptr[-1])} heads, but there are "
-                               f"{n_head} {rel.head} nodes")
-    else:
-        identity = rel.members is None
-        members = _EMPTY32 if identity else _arr(rel.members, np.int32, rel.name, "members", n)
-        _check_ids(rel, "members", members, n, "video")
-        lo_ = _arr(rel.lo, np.int32, rel.name, "lo", n)
-        hi_ = _arr(rel.hi, np.int32, rel.name, "hi", n)
-        if n and (np.any(hi_ < lo_) or lo_.min() < 0 or hi_.max() > n):
-            raise SamplerError(f"relation {rel.name}: need 0 <= lo <= hi <= num_videos")
-    return KernelRelation(
-        rel.name, rel.head, index, KIND_CODES[rel.kind], identity,
-        _EMPTY32 if head_index is None else head_index,
-        _EMPTY64 if indptr is None else indptr,
-        _EMPTY32 if indices is None else indices,
-        _EMPTY32 if members is None else members,
-        _EMPTY32 if lo_ is None else lo_,
-        _EMPTY32 if hi_ is None else hi_,
-    )
-
-
-def make_backend(backend: str, num_threads: int | None) -> CppBackend | NumbaBackend:
+def make_backend(backend: str, num_threads: int | None) -> SamplerBackend:
     """The kernel backend object for a name ('auto': C++ when built, else Numba)."""
     from graphstore.sampler import cpp_backend
 

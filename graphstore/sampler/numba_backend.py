@@ -11,7 +11,7 @@ from numba import njit, prange
 from graphstore.sampler import rng
 
 if TYPE_CHECKING:
-    from graphstore.sampler.neighbor import KernelRelation
+    from graphstore.sampler.kernel import KernelRelation
 
 _GOLDEN = np.uint64(rng.GOLDEN)
 _MIX1 = np.uint64(rng.MIX1)
