@@ -25,7 +25,7 @@ from graphstore.errors import UserError
 
 GEN_DIR = "gen"
 # What a build writes next to zarr.json: the data of generation 0, deleted once it is two appends old.
-BUILD_ENTRIES = ("columns", "topology", "splits", "features", "embeddings", "samples.parquet", "comments.parquet")
+BUILD_ENTRIES = ("columns", "topology", "splits", "features", "samples.parquet", "comments.parquet")
 
 
 def read_document(path: Path) -> dict[str, Any]:

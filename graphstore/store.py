@@ -209,7 +209,7 @@ class GraphStore:
             out.append(node)
         return np.asarray(out, dtype=np.int64)
 
-    # --- features and embeddings --------------------------------------------------------
+    # --- features --------------------------------------------------------------------
     def features(self, node_type: str, name: str = "x") -> FeatureArray:
         """A feature matrix of `node_type`, read lazily by chunk (closed with the store)."""
         from graphstore.features import open_feature
@@ -218,13 +218,6 @@ class GraphStore:
         arr = open_feature(self, node_type, name)
         self._features.add(arr)
         return arr
-
-    def embeddings(self, run_name: str) -> zarr.Array:
-        """Stage-1 video embeddings written by `netgpt embed`."""
-        key = f"embeddings/{run_name}"
-        if key not in self.root:
-            raise UserError(f"{self.path}: no embeddings {run_name!r}; run `netgpt embed` first")
-        return self.root[key]
 
     def verify(self) -> list[str]:
         """Arrays (topology, columns, splits, features) and table files whose bytes no longer match their

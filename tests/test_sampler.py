@@ -14,7 +14,7 @@ from graphstore.cli import main as cli_main
 from graphstore.errors import UserError
 from graphstore.sampler import NeighborSampler, SampleOutput, SamplerError
 from graphstore.sampler import cpp_backend
-from graphstore.sampler.reference import reference_sample
+from tests.reference_sampler import reference_sample
 from graphstore.store import GraphStore
 from graphstore.topology import Relation, Topology
 from tests.forking import run_in_fork
