@@ -192,7 +192,7 @@ def test_writer_streams_in_blocks(tmp_path, monkeypatch):
     depend on the block sizes (so memory does not depend on the text or the scale, only on the block)."""
     import pyarrow.parquet as pq
 
-    import graphstore.synth as synth
+    import graphstore.synth.generator as synth
 
     synthesize(tmp_path / "a.json", scale=0.003, seed=1, progress=False)
     writes: list[int] = []
