@@ -60,11 +60,7 @@ def neighbour_video_means(store: GraphStore, relation: str, values: np.ndarray) 
     rel = store.topology.relations[relation]
     n = values.size
     first = np.diff(np.asarray(store.topology.relations["is_history_of"].indptr)) == 0
-    members = np.arange(n) if rel.members is None else np.asarray(rel.members, dtype=np.int64)
-    sums = np.zeros((n + 1, 2))
-    np.cumsum(np.stack([np.where(first, values, 0.0), first], axis=1)[members], axis=0, out=sums[1:])
-    lo, hi = np.asarray(rel.lo, dtype=np.int64), np.asarray(rel.hi, dtype=np.int64)
-    total = sums[hi] - sums[lo] - np.stack([values, np.ones(n)], axis=1)
+    total = rel.in_neighbor_sums(np.stack([np.where(first, values, 0.0), first], axis=1)) - np.stack([values, np.ones(n)], axis=1)
     count = np.maximum(total[:, 1], 0.0)
     return np.where(count > 0, total[:, 0] / np.maximum(count, 1.0), np.nan), count
 

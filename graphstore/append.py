@@ -42,6 +42,7 @@ from graphstore.schema import ATTRIBUTE_RELATIONS, FORMAT_VERSION
 from graphstore.sql import literal_list
 from graphstore.store import GraphStore
 from graphstore.topology import bucket_bounds, merge_bucket
+from graphstore.topology.ops import indptr_from_counts
 from graphstore.zarr_io import array_checksum, grow_array, grown_checksum, write_array
 
 KILL_ENV = "GRAPHSTORE_APPEND_KILL_AT"  # tests: SIGKILL the process at this step (ingest, topology, features, commit)
@@ -320,7 +321,7 @@ def _grown_indptr(indptr: np.ndarray, local_tails: np.ndarray, m: int) -> np.nda
     """An indptr over n tails extended by m tails whose entries (sorted tails - n) follow the old ones."""
     indptr = np.asarray(indptr, np.int64)
     counts = np.bincount(local_tails.astype(np.int64), minlength=m)[:m]
-    return np.concatenate([indptr, indptr[-1] + np.cumsum(counts)]).astype(np.int64)
+    return np.concatenate([indptr, indptr[-1] + indptr_from_counts(counts)[1:]])
 
 
 def _grow_splits(src: GraphStore, dest: Path, new: NewSamples, checksums: dict) -> dict[str, int]:

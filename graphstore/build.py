@@ -29,6 +29,7 @@ from graphstore.schema import (
 )
 from graphstore.sql import literal
 from graphstore.topology import bucket_bounds, bucket_order
+from graphstore.topology.ops import indptr_from_counts
 from graphstore.zarr_io import array_checksum, write_array
 
 log = logging.getLogger(__name__)
@@ -426,7 +427,7 @@ def comment_indptr(con: duckdb.DuckDBPyConnection, n: int) -> np.ndarray:
     counts = _fetch(con, "SELECT video AS v, count(*) AS k FROM c GROUP BY video")
     if len(counts.get("v", ())):
         per_video[counts["v"].astype(np.int64)] = counts["k"]
-    return np.concatenate([[0], np.cumsum(per_video)]).astype(np.int64)
+    return indptr_from_counts(per_video)
 
 
 def split_ids(pday: np.ndarray, final: np.ndarray, cutoff: int, val_days: int, first_node: int = 0) -> dict[str, np.ndarray]:
@@ -459,5 +460,4 @@ def store_checksums(root: zarr.Group) -> dict[str, str]:
 
 def indptr_of(sorted_tails: np.ndarray, n: int) -> np.ndarray:
     """CSR-style offsets [n + 1] of tails sorted ascending."""
-    counts = np.bincount(sorted_tails, minlength=n).astype(np.int64)
-    return np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    return indptr_from_counts(np.bincount(sorted_tails, minlength=n).astype(np.int64))

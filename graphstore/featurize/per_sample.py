@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from graphstore.schema import COUNT_FIELDS, DAY, PLATFORMS
-from graphstore.zarr_io import ColumnReader, read_rows
+from graphstore.topology.bucket import BucketPrefixSums
+from graphstore.zarr_io import ColumnReader
 
 if TYPE_CHECKING:
     from graphstore.store import GraphStore
-    from graphstore.topology import Relation
 
 GROWTH_FIELDS = ("likes", "views", "comment_count")
 DEGREE_RELATIONS = ("has_same_author_as", "has_same_topic_as", "is_history_of")
@@ -58,59 +58,6 @@ def sample_features(store: "GraphStore") -> np.ndarray:
     return SampleFeatures(store).rows(0, store.num_nodes("video"))
 
 
-class _BucketPrefix:
-    """Prefix sums of the averaged columns over a bucket relation's members, kept every CHECKPOINT positions.
-
-    Position p's sum is the checkpoint before it plus the members since, added in the same order as a
-    single cumulative sum over all members would add them, so the sums are the same to the last bit.
-    """
-
-    def __init__(self, rel: "Relation", pick: np.ndarray, n: int) -> None:
-        self.rel, self.pick, self.n = rel, pick, n
-        self.members = None if rel.members is None else read_rows(rel.members, 0, n)  # int32, 4 bytes a video
-        self.checkpoints = np.zeros((n // CHECKPOINT + 1, pick.shape[1]))
-        carry = None
-        for a in range(0, n, PASS_ROWS):
-            vals = self._values(np.arange(a, min(n, a + PASS_ROWS)))
-            sums = np.cumsum(vals if carry is None else np.concatenate([carry[None], vals]), axis=0)
-            if carry is not None:
-                sums = sums[1:]
-            carry = sums[-1]
-            at = np.arange(-(-(a + 1) // CHECKPOINT) * CHECKPOINT, min(n, a + PASS_ROWS) + 1, CHECKPOINT)  # in (a, b]
-            self.checkpoints[at // CHECKPOINT] = sums[at - a - 1]
-
-    def _values(self, positions: np.ndarray) -> np.ndarray:
-        nodes = positions if self.members is None else self.members[positions]
-        return self.pick[nodes]
-
-    def at(self, positions: np.ndarray) -> np.ndarray:
-        """Prefix sums (len(positions), columns) at member positions 0..n."""
-        positions = np.asarray(positions, dtype=np.int64)
-        block, offset = positions // CHECKPOINT, positions % CHECKPOINT
-        idx = np.minimum(block[:, None] * CHECKPOINT + np.arange(CHECKPOINT), self.n - 1) if self.n else \
-            np.zeros((len(positions), CHECKPOINT), np.int64)
-        vals = self._values(idx.ravel()).reshape(len(positions), CHECKPOINT, -1) if self.n else \
-            np.zeros((len(positions), CHECKPOINT, self.pick.shape[1]))
-        out = np.empty((len(positions), self.pick.shape[1]))
-        first = block == 0  # a single cumulative sum starts with the first value itself, not 0 + it
-        if first.any():
-            sums = np.concatenate([np.zeros((int(first.sum()), 1, vals.shape[2])), np.cumsum(vals[first], axis=1)], axis=1)
-            out[first] = sums[np.arange(len(sums)), offset[first]]
-        rest = ~first
-        if rest.any():
-            sums = np.cumsum(np.concatenate([self.checkpoints[block[rest]][:, None], vals[rest]], axis=1), axis=1)
-            out[rest] = sums[np.arange(len(sums)), offset[rest]]
-        return out
-
-    def means(self, lo: int, hi: int) -> np.ndarray:
-        """Per tail node in [lo, hi), the mean of the averaged columns over its in-neighbours."""
-        b_lo = read_rows(self.rel.lo, lo, hi).astype(np.int64)
-        b_hi = read_rows(self.rel.hi, lo, hi).astype(np.int64)
-        positions, inverse = np.unique(np.concatenate([b_lo, b_hi]), return_inverse=True)
-        sums = self.at(positions)
-        return (sums[inverse[hi - lo:]] - sums[inverse[:hi - lo]]) / np.maximum(b_hi - b_lo, 1)[:, None]
-
-
 class SampleFeatures:
     """Rows of the per-sample feature matrix of a store, computed by range (see the module docstring)."""
 
@@ -133,7 +80,8 @@ class SampleFeatures:
             last = self._last_state(a, b)
             for c in ("likes", "views"):
                 self.pick[a:b, MEAN_COLUMNS.index(f"growth_{c}")] = self._growth(c, last, a, b)
-        self.prefix = {r: _BucketPrefix(self.rels[r], self.pick, n) for r in BUCKET_MEANS if r in self.rels}
+        self.prefix = {r: BucketPrefixSums(self.rels[r], self.pick, n, pass_rows=PASS_ROWS, checkpoint=CHECKPOINT)
+                       for r in BUCKET_MEANS if r in self.rels}
 
     def _log_count(self, c: str, lo: int, hi: int) -> np.ndarray:
         return np.log1p(np.maximum(self.columns[c].rows(lo, hi).astype(np.float64), 0.0))
@@ -143,17 +91,10 @@ class SampleFeatures:
 
     def _last_state(self, lo: int, hi: int) -> np.ndarray:
         """Per video node in [lo, hi), its latest earlier state (max current time among its history in-neighbours), or -1."""
-        last = np.full(hi - lo, -1, dtype=np.int64)
         rel = self.rels.get("is_history_of")
         if rel is None:
-            return last
-        indptr = read_rows(rel.indptr, lo, hi + 1).astype(np.int64)
-        src = read_rows(rel.indices, int(indptr[0]), int(indptr[-1])).astype(np.int64)
-        if src.size:
-            dst = np.repeat(np.arange(hi - lo), np.diff(indptr))
-            order = np.lexsort((self.ctime[src], dst))  # per dst ascending ctime: the last edge of each dst wins
-            last[dst[order]] = src[order]
-        return last
+            return np.full(hi - lo, -1, dtype=np.int64)
+        return rel.latest_in_neighbors(self.ctime, lo, hi)
 
     def _growth(self, c: str, last: np.ndarray, lo: int, hi: int) -> np.ndarray:
         logs = self.pick[:, MEAN_COLUMNS.index(f"log_{c}")]

@@ -72,6 +72,18 @@ class CscRelation(RangeRelation):
     def in_neighbors(self, v: int) -> np.ndarray:
         return np.asarray(self.indices[self.indptr[v] : self.indptr[v + 1]], dtype=np.int64)
 
+    def latest_in_neighbors(self, key: np.ndarray, lo: int, hi: int) -> np.ndarray:
+        """Per tail node in [lo, hi), its in-neighbour of largest `key` (ties: the later edge), or -1; only that
+        range of the index arrays is read. For history edges and ctime: a sample's latest earlier state."""
+        last = np.full(hi - lo, -1, dtype=np.int64)
+        indptr = read_rows(self.indptr, lo, hi + 1).astype(np.int64)
+        src = read_rows(self.indices, int(indptr[0]), int(indptr[-1])).astype(np.int64)
+        if src.size:
+            dst = np.repeat(np.arange(hi - lo), np.diff(indptr))
+            order = np.lexsort((key[src], dst))  # per dst ascending key: the last edge of each dst wins
+            last[dst[order]] = src[order]
+        return last
+
     def heads(self, colptr: np.ndarray, deg: np.ndarray) -> np.ndarray:
         return np.asarray(self.indices, dtype=np.int64)[edge_positions(self.indptr[:-1], colptr, deg)]
 
