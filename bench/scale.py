@@ -261,7 +261,7 @@ def run_in_child(spec: dict) -> dict:
 # --- the section -----------------------------------------------------------------------------------------
 def loader_node_types(store) -> list[str]:
     """Node types make_loader reads with every relation: video and the heads of all relations."""
-    return ["video"] + sorted({r["head"] for r in store.meta["relations"]} - {"video"})
+    return store.topology.node_types_reached()
 
 
 def schedule(budgets: Sequence[int], readers: Sequence[str], rounds: int) -> list[tuple[int, str, int | None]]:

@@ -110,7 +110,7 @@ class NeighborSampler:
         self._backend = make_backend(backend, num_threads)
         self.backend: str = self._backend.name
         self.num_threads: int = self._backend.num_threads
-        self.node_types = ["video"] + sorted({r.head for r in self.relations} - {"video"})
+        self.node_types = self.topology.node_types_reached(r.name for r in self.relations)
         self._maps = {t: np.full(self.topology.num_nodes[t], -1, np.int32) for t in self.node_types}
         self._bufs = {t: np.empty(1024, np.int64) for t in self.node_types}
         self._lock = threading.Lock()

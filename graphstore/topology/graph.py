@@ -1,6 +1,7 @@
 """`Topology`: all relations of a store, with node counts per type, and checked neighbour queries."""
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -33,6 +34,12 @@ class Topology:
             return self.relations[name]
         except KeyError:
             raise UserError(f"unknown relation {name!r}; relations: {', '.join(self.relations)}") from None
+
+    def node_types_reached(self, relations: Iterable[str] | None = None) -> list[str]:
+        """'video' and, sorted, the head types of `relations` (default: all): the node types of a sampled batch."""
+        keep = None if relations is None else set(relations)
+        heads = {r.head for name, r in self.relations.items() if keep is None or name in keep}
+        return ["video"] + sorted(heads - {"video"})
 
     def in_neighbors(self, relation: str, v: int) -> np.ndarray:
         """Exact global head ids of tail v's in-neighbours; UserError on an unknown relation or id."""
