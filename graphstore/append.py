@@ -34,7 +34,7 @@ from graphstore.build import (
 )
 from graphstore.errors import InputRecordError, UserError
 from graphstore.generations import (
-    GEN_DIR, collect_garbage, commit, discard_pending, exclusive, generation_dir, link_file, link_tree, write_document,
+    GEN_DIR, collect_garbage, commit, discard_pending, generation_dir, link_file, link_tree, write_document,
 )
 from graphstore.ingest import ingest
 from graphstore.integrity import record_tables
@@ -74,9 +74,8 @@ def append_store(store_path: str | Path, input_path: str | Path, *, memory_limit
     `prepare(store, result)` runs on the finished new generation before it is committed (e.g. to
     add embeddings of the new nodes); if it raises, nothing is committed.
     """
-    location = GraphStore.open(store_path).location  # a UserError for what is not a store, before locking it
-    with exclusive(location):
-        src = GraphStore.open(location)
+    with GraphStore.open_for_writing(store_path) as src:
+        location = src.location
         generation = src.generation + 1
         discard_pending(location, src.generation)
         dest = generation_dir(location, generation)

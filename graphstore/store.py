@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import weakref
+from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -12,7 +13,7 @@ import pyarrow.parquet as pq
 import zarr
 
 from graphstore.errors import UserError
-from graphstore.generations import current
+from graphstore.generations import current, exclusive
 from graphstore.integrity import (
     StoreDamaged, check_chunk_files, check_table_files, damaged, read_document, store_id, verify_tables,
 )
@@ -55,6 +56,15 @@ class GraphStore:
         for name in ("topology", "_sample_ids", "_index_of", "_array_names"):
             self.__dict__.pop(name, None)
         self.closed = True
+
+    @classmethod
+    @contextmanager
+    def open_for_writing(cls, path: str | Path) -> Iterator[GraphStore]:
+        """The store at `path` under its writer lock, opened at the generation current once the lock is held
+        (a UserError for what is not a store comes before the lock is taken)."""
+        location = cls.open(path).location
+        with exclusive(location):
+            yield cls.open(location)
 
     @classmethod
     def open(cls, path: str | Path, mode: str = "r") -> GraphStore:

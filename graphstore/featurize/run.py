@@ -47,9 +47,8 @@ def featurize_store(store_path: str | Path, text_encoder: str = "hash", text_dim
     pending; the next run with the same settings on the same generation resumes it, any other discards it.
     A run that changes nothing commits nothing. Options and the returned document are `featurize_into`'s.
     """
-    location = GraphStore.open(store_path).location  # a UserError for what is not a store, before locking it
-    with generations.exclusive(location):
-        src = GraphStore.open(location)  # the generation current once the lock is held
+    with GraphStore.open_for_writing(store_path) as src:
+        location = src.location
         args = {"text_encoder": text_encoder, "text_dim": text_dim, "video_features": video_features, "dtype": dtype,
                 **options}
         settings = {"base_generation": src.generation, **_pending_settings(args)}
