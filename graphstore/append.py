@@ -4,7 +4,7 @@ Samples may have any date. Existing nodes keep their ids and new ones are number
 (videos by (topic, day, input position), comments by (video, time, input position), new topics and
 authors in sorted order), so features, embeddings and checkpoints keyed by node id stay valid.
 The input is validated by the build's code, against the store as well (duplicate ids, history ids
-that point into the store). The result is written as a new generation (graphstore.generations)
+that point into the store). The result is written as a new generation (graphstore.format.generations)
 and takes effect in one atomic rename; a failed or killed append leaves the store as it was.
 Only the new rows are featurized, with the encoder recorded in the metadata, plus the video rows
 whose graph-derived features change (samples whose bucket in-degrees grow).
@@ -33,17 +33,18 @@ from graphstore.build import (
     history_field, relation_entries, sample_columns, split_ids, stage_comments, stage_samples, write_tables,
 )
 from graphstore.errors import InputRecordError, UserError
-from graphstore.generations import (
+from graphstore.featurize.jobs import jobs_for_types, recorded_encoder
+from graphstore.format.generations import (
     GEN_DIR, collect_garbage, commit, discard_pending, generation_dir, link_file, link_tree, write_document,
 )
 from graphstore.ingest import ingest
-from graphstore.integrity import record_tables
+from graphstore.format.integrity import record_tables
 from graphstore.schema import ATTRIBUTE_RELATIONS, FORMAT_VERSION
 from graphstore.sql import literal_list
 from graphstore.store import GraphStore
 from graphstore.topology import bucket_bounds, merge_bucket
 from graphstore.topology.ops import indptr_from_counts
-from graphstore.zarr_io import array_checksum, grow_array, grown_checksum, write_array
+from graphstore.format.arrays import array_checksum, grow_array, grown_checksum, write_array
 
 KILL_ENV = "GRAPHSTORE_APPEND_KILL_AT"  # tests: SIGKILL the process at this step (ingest, topology, features, commit)
 WRITE_ROWS = 4096
@@ -137,7 +138,7 @@ def stage_append(src: GraphStore, input_path: str | Path, dest: Path, *, memory_
         "samples": result.samples, "comments": result.comments, "topics": result.topics, "touched": result.touched,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "seconds": seconds,
     })
-    record_tables(dest, meta)  # digests of the new table parts (graphstore.integrity)
+    record_tables(dest, meta)  # digests of the new table parts (graphstore.format.integrity)
     write_document(dest, meta)
     return result
 
@@ -342,8 +343,6 @@ def _grow_splits(src: GraphStore, dest: Path, new: NewSamples, checksums: dict) 
 def _grow_features(src: GraphStore, dest: Path, meta: dict, new: NewSamples, view_dir: Path, touched: np.ndarray,
                    progress: bool) -> None:
     """Encode the rows each featurized type grew by (and `touched` video rows) into its grown array."""
-    from graphstore.featurize.jobs import jobs_for_types, recorded_encoder
-
     feats = meta.get("features", {})
     old = src.meta["node_types"]
     grow = [t for t in feats if meta["node_types"][t] > old[t] or (t == "video" and touched.size)]

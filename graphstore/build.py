@@ -19,9 +19,10 @@ import zarr
 
 from graphstore.atomic import sync_file_system
 from graphstore.errors import InputRecordError, UserError
-from graphstore.generations import exclusive
+from graphstore.featurize import featurize_into
+from graphstore.format.generations import exclusive
 from graphstore.ingest import ingest
-from graphstore.integrity import seal
+from graphstore.format.integrity import seal
 from graphstore.outputs import check_store_output
 from graphstore.schema import (
     ATTRIBUTE_RELATIONS, COUNT_FIELDS, DAY, DEFAULT_CUTOFF, DEFAULT_MEMORY_LIMIT, DEFAULT_VAL_DAYS, FORMAT_VERSION,
@@ -30,7 +31,7 @@ from graphstore.schema import (
 from graphstore.sql import literal
 from graphstore.topology import bucket_bounds, bucket_order
 from graphstore.topology.ops import indptr_from_counts
-from graphstore.zarr_io import array_checksum, write_array
+from graphstore.format.arrays import array_checksum, write_array
 
 log = logging.getLogger(__name__)
 
@@ -133,12 +134,10 @@ def _build_into(tmp: Path, store_path: Path, input_path: Path, cutoff: str, cuto
         con.close()
         shutil.rmtree(tmp / "staging")
         meta["checksums"] = store_checksums(root)
-        seal(tmp, meta)  # the store's identity and its tables' digests (graphstore.integrity)
+        seal(tmp, meta)  # the store's identity and its tables' digests (graphstore.format.integrity)
         meta["build"]["seconds"] = round(time.time() - started, 1)
         root.attrs["graphstore"] = meta
         if featurize:
-            from graphstore.featurize import featurize_into
-
             featurize_into(tmp, **{"progress": progress, **(feature_options or {})})
         _replace(tmp, store_path)
     except BaseException:

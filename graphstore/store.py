@@ -5,24 +5,22 @@ import weakref
 from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 import zarr
 
 from graphstore.errors import UserError
-from graphstore.generations import current, exclusive
-from graphstore.integrity import (
-    StoreDamaged, check_chunk_files, check_table_files, damaged, read_document, store_id, verify_tables,
-)
+from graphstore.features.array import FeatureArray, open_feature
+from graphstore.format.generations import current, exclusive
+from graphstore.format.damage import StoreDamaged, damaged, read_document
+from graphstore.format.integrity import check_chunk_files, check_table_files, store_id, verify_tables
+from graphstore.format.tables import read_table_files, table_files
 from graphstore.schema import FORMAT_VERSION, READABLE_FORMAT_VERSIONS
 from graphstore.topology import Relation, Topology
-from graphstore.zarr_io import read_array
+from graphstore.format.arrays import checksum_matches, read_array
 
-if TYPE_CHECKING:
-    from graphstore.features.array import FeatureArray
 
 SPLITS = ("train", "val", "test")
 
@@ -191,11 +189,11 @@ class GraphStore:
 
     def samples_table(self, columns: Iterable[str] | None = None) -> pa.Table:
         """The sample table (samples.parquet), one row per video node in node order."""
-        return _read_files(self.path, "samples", self.table_files("samples"), columns)
+        return read_table_files(self.path, "samples", self.table_files("samples"), columns)
 
     def comments_table(self, columns: Iterable[str] | None = None) -> pa.Table:
         """The comment table (comments.parquet), one row per comment node in node order."""
-        return _read_files(self.path, "comments", self.table_files("comments"), columns)
+        return read_table_files(self.path, "comments", self.table_files("comments"), columns)
 
     @cached_property
     def _sample_ids(self) -> list[str]:
@@ -222,8 +220,6 @@ class GraphStore:
     # --- features --------------------------------------------------------------------
     def features(self, node_type: str, name: str = "x") -> FeatureArray:
         """A feature matrix of `node_type`, read lazily by chunk (closed with the store)."""
-        from graphstore.features import open_feature
-
         self.num_nodes(node_type)
         arr = open_feature(self, node_type, name)
         self._features.add(arr)
@@ -254,8 +250,6 @@ class GraphStore:
 def _damage(data: Path, root: zarr.Group, name: str, digest) -> str | None:
     """What is wrong with array `name` (None: it matches `digest`): a missing or truncated chunk file is
     named, as is a chunk that no longer decodes."""
-    from graphstore.zarr_io import checksum_matches
-
     try:
         check_chunk_files(data / name, name, data)
         if name not in root:
@@ -265,24 +259,3 @@ def _damage(data: Path, root: zarr.Group, name: str, digest) -> str | None:
         return f"{e.file}: {e.problem}"
     except (RuntimeError, ValueError, TypeError, KeyError, OSError) as e:
         return f"does not decode ({e})"
-
-
-def table_files(data_dir: Path, name: str) -> list[Path]:
-    """`<name>.parquet` of a generation: one file (a build), or a directory of parts read in name order."""
-    path = Path(data_dir) / f"{name}.parquet"
-    if path.is_dir():
-        return sorted(p for p in path.iterdir() if p.suffix == ".parquet" and not p.name.startswith((".", "_")))
-    return [path]
-
-
-def _read_files(data: Path, table: str, files: list[Path], columns: Iterable[str] | None) -> pa.Table:
-    cols = list(columns) if columns else None
-    tables = []
-    for f in files:
-        try:
-            tables.append(pq.read_table(f, columns=cols))
-        except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as e:
-            if cols and isinstance(e, pa.ArrowInvalid) and "No match for FieldRef" in str(e):
-                raise UserError(f"table {table}: no column among {cols} in {f}") from None
-            raise damaged(data, f"table {table}", f, f"unreadable Parquet ({e})") from None
-    return tables[0] if len(tables) == 1 else pa.concat_tables(tables, promote_options="default")

@@ -265,7 +265,7 @@ def test_verify_names_a_corrupted_grown_array(tmp_path, small):
 
 def test_store_featurized_before_encoders_were_recorded(tmp_path, small):
     """Older stores have no `encoder` per feature: the hash encoder at the stored width is assumed."""
-    from graphstore.generations import read_document, write_document
+    from graphstore.format.generations import read_document, write_document
 
     path, base, rest = small
     meta = read_document(path)

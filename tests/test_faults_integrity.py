@@ -301,7 +301,7 @@ def test_a_store_keeps_its_identity_through_append_overlay_and_featurize(built, 
 
 
 def test_a_store_built_before_identities_has_a_stable_fallback(built, tmp_path):
-    from graphstore.generations import read_document, write_document
+    from graphstore.format.generations import read_document, write_document
 
     path = _copy(built["raw"], tmp_path)
     meta = read_document(path)

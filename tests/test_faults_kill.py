@@ -22,7 +22,7 @@ from graphstore.errors import UserError
 from graphstore.featurize import featurize_store
 from graphstore.featurize.run import PENDING
 from graphstore.featurize.writer import KILL_ENV as FEATURIZE_KILL_ENV
-from graphstore.generations import exclusive
+from graphstore.format.generations import exclusive
 from graphstore.store import GraphStore
 from tests.xsvideo_fixtures import make_records, write_xsvideo
 

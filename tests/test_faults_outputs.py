@@ -8,7 +8,7 @@ import pytest
 from graphstore.build import build_store
 from graphstore.cli import main
 from graphstore.errors import UserError
-from graphstore.generations import exclusive
+from graphstore.format.generations import exclusive
 from graphstore.store import GraphStore
 from tests.xsvideo_fixtures import make_records, write_xsvideo
 

@@ -10,9 +10,11 @@ from pathlib import Path
 import numpy as np
 
 from graphstore.errors import UserError
-from graphstore.generations import current
+from graphstore.format.generations import current
 from graphstore.features.cache import POLICIES
-from graphstore.integrity import StoreDamaged, check_chunk_files, damaged, read_document
+from graphstore.format.damage import StoreDamaged, damaged, read_document
+from graphstore.format.integrity import check_chunk_files
+from graphstore.format.layout import ArrayLayout
 
 try:
     from graphstore import _gather_cpp
@@ -38,6 +40,7 @@ class ChunkLayout:
     chunk_rows: int
     codec: str  # "raw", "blosc" or "zarr" (anything else: read through zarr)
     fill_value: float
+    files: ArrayLayout  # the array document, which names the chunk files
 
     @property
     def row_bytes(self) -> int:
@@ -63,22 +66,12 @@ def _array_name(array_dir: Path) -> str:
 
 
 def _layout_of(meta: dict) -> ChunkLayout:
-    shape = tuple(int(s) for s in meta["shape"])
-    if len(shape) == 1:
-        shape = (shape[0], 1)
-    chunks = meta["chunk_grid"]["configuration"]["chunk_shape"]
-    codecs = meta.get("codecs", [])
-    names = [c["name"] for c in codecs]
-    endian = codecs[0].get("configuration", {}).get("endian", "little") if codecs else "little"
-    full_width = len(chunks) == 1 or int(chunks[1]) == shape[1]
-    default_keys = meta.get("chunk_key_encoding", {}).get("name") == "default" and \
-        meta["chunk_key_encoding"].get("configuration", {}).get("separator", "/") == "/"
+    layout = ArrayLayout.parse(meta)
     codec = "zarr"
-    if full_width and default_keys and endian == "little" and names and names[0] == "bytes":
-        codec = {(): "raw", ("blosc",): "blosc"}.get(tuple(names[1:]), "zarr")
-    fill = meta.get("fill_value", 0)
-    return ChunkLayout(shape=(shape[0], shape[1]), dtype=np.dtype(meta["data_type"]).newbyteorder("<"),
-                       chunk_rows=int(chunks[0]), codec=codec, fill_value=float(fill or 0))
+    if layout.row_chunked and layout.regular_keys and layout.little_endian and layout.codecs[:1] == ("bytes",):
+        codec = {(): "raw", ("blosc",): "blosc"}.get(layout.codecs[1:], "zarr")
+    return ChunkLayout(shape=layout.matrix_shape, dtype=layout.dtype, chunk_rows=layout.chunk_rows, codec=codec,
+                       fill_value=layout.fill_value, files=layout)
 
 
 class _ChunkMaps(list):
@@ -114,7 +107,7 @@ def _open_chunks(arr: "FeatureArray", n_chunks: int) -> np.ndarray:
     fds = np.full(n_chunks, -1, np.int64)
     weakref.finalize(arr, _close_fds, fds)
     for c in range(n_chunks):
-        fds[c] = _open_raw_chunk(arr, arr._chunk_file(c), expected)
+        fds[c] = _open_raw_chunk(arr, arr.chunk_file(c), expected)
     return fds
 
 
@@ -329,7 +322,7 @@ class FeatureArray:
     def _map(self, c: int) -> np.ndarray:
         mm = self._maps[c]
         if mm is None:
-            path = self._chunk_file(c)
+            path = self.chunk_file(c)
             shape = (self.chunk_rows, self.shape[1])
             fd = _open_raw_chunk(self, path, self.chunk_rows * self.layout.row_bytes)
             try:
@@ -396,8 +389,9 @@ class FeatureArray:
 
             self._blosc = numcodecs.Blosc()
 
-    def _chunk_file(self, c: int) -> Path:
-        return self.path / "c" / str(c) / "0"
+    def chunk_file(self, c: int) -> Path:
+        """The file of row chunk `c`."""
+        return self.layout.files.chunk_file(self.path, c)
 
     def _read_chunk(self, c: int, into: np.ndarray | None = None) -> np.ndarray:
         """Chunk c as [chunk_rows, dim] (padded past the last row)."""
@@ -418,7 +412,7 @@ class FeatureArray:
             out[: hi - lo] = block
             self.stats["bytes_read"] += block.nbytes
             return out
-        path = self._chunk_file(c)
+        path = self.chunk_file(c)
         try:
             fd = os.open(path, os.O_RDONLY)
         except FileNotFoundError:  # it was there when the array was opened

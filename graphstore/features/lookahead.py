@@ -403,7 +403,7 @@ class RowReader:
         at = 0
         for a, b in zip(lo.tolist(), hi.tolist()):
             c = a // cr
-            path = self.arr.path / "c" / str(c) / "0"  # docs/FORMAT.md: Zarr v3 default chunk keys
+            path = self.arr.chunk_file(c)
             dst = buf[at:at + b - a]
             try:
                 fd = os.open(path, os.O_RDONLY)

@@ -14,8 +14,9 @@ from graphstore.featurize.encoders import DEFAULT_TIME_ENCODING, log_count_encod
 from graphstore.featurize.per_sample import SampleFeatures, sample_feature_names
 from graphstore.featurize.text import HASH_DIM, TextEncoder, make_text_encoder
 from graphstore.featurize.video import open_video_features
-from graphstore.store import GraphStore, table_files
-from graphstore.zarr_io import ColumnReader
+from graphstore.format.tables import table_files
+from graphstore.store import GraphStore
+from graphstore.format.arrays import ColumnReader
 
 # node type -> (column, missing-mask column or None) for log(v + 1) features
 COUNT_TYPES = {

@@ -19,7 +19,7 @@ import numpy as np
 
 from graphstore.schema import COUNT_FIELDS, DAY, PLATFORMS
 from graphstore.topology.bucket import BucketPrefixSums
-from graphstore.zarr_io import ColumnReader
+from graphstore.format.arrays import ColumnReader
 
 if TYPE_CHECKING:
     from graphstore.store import GraphStore

@@ -11,7 +11,7 @@ from typing import Any
 
 import zarr
 
-from graphstore import generations
+from graphstore.format import generations
 from graphstore.atomic import write_json
 from graphstore.errors import UserError
 from graphstore.featurize.encoders import DEFAULT_TIME_ENCODING, TIME_ENCODINGS

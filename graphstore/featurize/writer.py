@@ -11,7 +11,7 @@ from zarr.codecs import BloscCodec, BloscShuffle
 
 from graphstore.errors import UserError
 from graphstore.featurize.jobs import FeatureJob
-from graphstore.zarr_io import array_checksum
+from graphstore.format.arrays import array_checksum
 
 DTYPES = ("float16", "float32")
 CODECS = ("auto", "none", "lz4", "zstd")

@@ -15,7 +15,7 @@ import numpy as np
 from graphstore.errors import SamplerError
 from graphstore.topology.base import EMPTY32, KernelArrays, Relation, check_ids, kernel_array, register
 from graphstore.topology.ops import edge_positions
-from graphstore.zarr_io import read_rows
+from graphstore.format.arrays import read_rows
 
 
 @register

@@ -10,6 +10,10 @@ import xxhash
 import zarr
 from zarr.codecs import BloscCodec, BloscShuffle
 
+from graphstore.format.damage import damaged
+from graphstore.format.integrity import check_chunk_files
+from graphstore.format.layout import ArrayLayout
+
 _COMPRESSOR = BloscCodec(cname="zstd", clevel=3, shuffle=BloscShuffle.shuffle)
 
 
@@ -98,19 +102,15 @@ def read_array(store_path: Path, path: str, *, mmap: bool = True) -> np.ndarray:
     Its chunk files are checked first (present, uncompressed ones of their size), and a chunk that does
     not decode raises StoreDamaged naming the array and the file, never fill values for what is missing.
     """
-    from graphstore.integrity import check_chunk_files, damaged
-
     array_dir = Path(store_path) / path
     meta = check_chunk_files(array_dir, path, Path(store_path))
-    shape = tuple(meta["shape"])
-    codecs = meta.get("codecs", [])
-    single_chunk = tuple(meta["chunk_grid"]["configuration"]["chunk_shape"]) == shape
-    raw = len(codecs) == 1 and codecs[0]["name"] == "bytes" and codecs[0].get("configuration", {}).get("endian", "little") == "little"
-    chunk_file = array_dir / "c" / "/".join("0" for _ in shape)
     try:
-        if mmap and single_chunk and raw and chunk_file.is_file() and shape[0] > 0:
+        layout = ArrayLayout.parse(meta)
+        chunk_file = layout.chunk_file(array_dir, tuple(0 for _ in layout.shape))
+        if mmap and layout.chunk_shape == layout.shape and layout.raw_memory_order and chunk_file.is_file() \
+                and layout.shape[0] > 0:
             dtype = zarr.open_array(str(array_dir), mode="r").dtype
-            return np.memmap(chunk_file, dtype=np.dtype(dtype).newbyteorder("<"), mode="r", shape=shape)
+            return np.memmap(chunk_file, dtype=np.dtype(dtype).newbyteorder("<"), mode="r", shape=layout.shape)
         return zarr.open_array(str(array_dir), mode="r")[...]
     except (ValueError, TypeError, KeyError, RuntimeError, OSError) as e:
         raise damaged(Path(store_path), path, array_dir, f"does not decode ({type(e).__name__}: {e})") from None
@@ -132,8 +132,6 @@ class ColumnReader:
         self.cached: dict[int, np.ndarray] = {}
         root = getattr(array.store, "root", None)  # a local store: its chunk files are checked once, here
         if root is not None and array.path:
-            from graphstore.integrity import check_chunk_files
-
             check_chunk_files(Path(root) / array.path, array.path, Path(root))
 
     def rows(self, lo: int, hi: int) -> np.ndarray:

@@ -8,56 +8,16 @@ Checksums are recomputed only by `graphstore info --verify`.
 """
 from __future__ import annotations
 
-import itertools
-import json
-import math
 import os
 import uuid
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import xxhash
 
-from graphstore.errors import UserError
+from graphstore.format.damage import damaged, read_document
+from graphstore.format.layout import ArrayLayout
+from graphstore.format.tables import TABLES, table_files
 
-TABLES = ("samples", "comments")
-
-
-class StoreDamaged(UserError):
-    """A file of a store is missing, truncated or does not decode."""
-
-
-def store_location(data_dir: Path) -> Path:
-    """The store directory of a data directory (STORE or STORE/gen/<k>)."""
-    data_dir = Path(data_dir)
-    return data_dir.parent.parent if data_dir.parent.name == "gen" else data_dir
-
-
-def damaged(data_dir: Path, what: str, file: Path | str, problem: str, *, verify: bool = True) -> StoreDamaged:
-    """The error for a damaged file `file` of array or table `what` of the store at `data_dir`
-    (`verify`: suggest `graphstore info --verify`, which needs a readable metadata document)."""
-    store = store_location(data_dir)
-    store = store if (store / "zarr.json").is_file() else "STORE"
-    hint = f"run `graphstore info --verify {store}`, then rebuild or restore it" if verify else "rebuild or restore it"
-    err = StoreDamaged(f"{what}: {file}: {problem}; the store is damaged ({hint})")
-    err.file, err.problem = str(file), problem
-    return err
-
-
-def read_document(path: Path, what: str, data_dir: Path, *, verify: bool = True) -> dict[str, Any]:
-    """A zarr.json parsed, StoreDamaged when it is missing or not a JSON object."""
-    try:
-        doc = json.loads(Path(path).read_bytes())
-    except FileNotFoundError:
-        raise damaged(data_dir, what, path, "missing", verify=verify) from None
-    except (ValueError, UnicodeDecodeError) as e:
-        raise damaged(data_dir, what, path, f"not valid JSON ({e})", verify=verify) from None
-    except IsADirectoryError:
-        raise damaged(data_dir, what, path, "a directory, not a file", verify=verify) from None
-    if not isinstance(doc, dict):
-        raise damaged(data_dir, what, path, "not a JSON object", verify=verify)
-    return doc
 
 
 # --- chunk files: checked once when an array is opened --------------------------------------------------
@@ -65,23 +25,12 @@ def chunk_files(meta: dict) -> tuple[list[str], int | None] | None:
     """(relative paths of every chunk file, bytes of each when uncompressed) of an array document;
     None when its chunk layout is not the regular one with default '/' keys (nothing is checked then)."""
     try:
-        shape = [int(s) for s in meta["shape"]]
-        chunks = [int(c) for c in meta["chunk_grid"]["configuration"]["chunk_shape"]]
-        keys = meta.get("chunk_key_encoding", {"name": "default"})
-        if meta["chunk_grid"].get("name", "regular") != "regular" or keys.get("name") != "default" \
-                or keys.get("configuration", {}).get("separator", "/") != "/" or len(chunks) != len(shape):
-            return None
-        codecs = meta.get("codecs", [])
-        raw = len(codecs) == 1 and codecs[0].get("name") == "bytes"
-        size = int(np.prod(chunks)) * np.dtype(meta["data_type"]).itemsize if raw else None
+        layout = ArrayLayout.parse(meta)
     except (KeyError, TypeError, ValueError):
         return None
-    if any(s == 0 for s in shape):
-        return [], size
-    counts = [math.ceil(s / c) for s, c in zip(shape, chunks)]
-    if not shape:
-        return ["c"], size
-    return ["c/" + "/".join(map(str, idx)) for idx in itertools.product(*(range(n) for n in counts))], size
+    if not layout.regular_keys:
+        return None
+    return layout.chunk_keys(), layout.chunk_bytes if layout.uncompressed else None
 
 
 def check_chunk_files(array_dir: Path, what: str, data_dir: Path, meta: dict | None = None) -> dict:
@@ -118,8 +67,6 @@ def file_digest(path: Path) -> dict:
 
 
 def _table_paths(data_dir: Path, table: str) -> list[Path]:
-    from graphstore.store import table_files
-
     return [p for p in table_files(data_dir, table) if p.exists()]
 
 
