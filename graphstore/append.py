@@ -41,7 +41,7 @@ from graphstore.ingest import ingest
 from graphstore.format.integrity import record_tables
 from graphstore.schema import ATTRIBUTE_RELATIONS, FORMAT_VERSION
 from graphstore.sql import literal_list
-from graphstore.store import GraphStore
+from graphstore.store import GraphStore, opened
 from graphstore.topology import bucket_bounds, merge_bucket
 from graphstore.topology.ops import indptr_from_counts
 from graphstore.format.arrays import array_checksum, grow_array, grown_checksum, write_array
@@ -81,9 +81,11 @@ def append_store(store_path: str | Path, input_path: str | Path, *, memory_limit
         discard_pending(location, src.generation)
         dest = generation_dir(location, generation)
         try:
-            result = stage_append(src, input_path, dest, memory_limit=memory_limit, threads=threads, progress=progress)
-            if prepare is not None:
-                prepare(GraphStore.open(dest), result)
+            staged, result = stage_append(src, input_path, dest, memory_limit=memory_limit, threads=threads,
+                                          progress=progress)
+            with staged:
+                if prepare is not None:
+                    prepare(staged, result)
             _kill_point("commit")
             commit(location, generation, FORMAT_VERSION)
         except BaseException:
@@ -95,25 +97,25 @@ def append_store(store_path: str | Path, input_path: str | Path, *, memory_limit
 
 
 @contextmanager
-def overlay(store_path: str | Path, input_path: str | Path, *, memory_limit: str = "3GB", threads: int | None = None,
+def overlay(store_path: GraphStore | str | Path, input_path: str | Path, *, memory_limit: str = "3GB", threads: int | None = None,
             progress: bool = True) -> Iterator[tuple[GraphStore, AppendResult]]:
     """A temporary copy-on-write store holding the store plus the samples of `input_path`; the store is not changed.
 
     The overlay lies next to the store (hard links need the same file system) and is deleted on exit.
     """
-    src = GraphStore.open(store_path)
+    src = opened(store_path)
     parent = src.location.resolve().parent
     tmp = Path(tempfile.mkdtemp(prefix=f"{src.location.name}.overlay-", dir=parent if os.access(parent, os.W_OK) else None))
     try:
-        result = stage_append(src, input_path, tmp, memory_limit=memory_limit, threads=threads, progress=progress)
-        yield GraphStore.open(tmp), result
+        yield stage_append(src, input_path, tmp, memory_limit=memory_limit, threads=threads, progress=progress)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
 def stage_append(src: GraphStore, input_path: str | Path, dest: Path, *, memory_limit: str = "3GB",
-                 threads: int | None = None, progress: bool = True) -> AppendResult:
-    """Write into `dest` a complete store: `src` plus the samples of `input_path` (unchanged files hard-linked)."""
+                 threads: int | None = None, progress: bool = True) -> tuple[GraphStore, AppendResult]:
+    """Write into `dest` a complete store, `src` plus the samples of `input_path` (unchanged files hard-linked),
+    and open it."""
     started = time.time()
     check_memory_limit(memory_limit)
     generation = src.generation + 1
@@ -140,7 +142,7 @@ def stage_append(src: GraphStore, input_path: str | Path, dest: Path, *, memory_
     })
     record_tables(dest, meta)  # digests of the new table parts (graphstore.format.integrity)
     write_document(dest, meta)
-    return result
+    return GraphStore.open(dest), result
 
 
 def _remove_if_empty(folder: Path) -> None:

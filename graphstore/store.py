@@ -247,6 +247,14 @@ class GraphStore:
         return f"GraphStore({str(self.location)!r}, generation={self.generation}, videos={self.num_nodes('video')})"
 
 
+StoreLike = GraphStore | str | Path
+
+
+def opened(store: StoreLike) -> GraphStore:
+    """The store itself, or the store opened at a path: for public functions that take either."""
+    return store if isinstance(store, GraphStore) else GraphStore.open(store)
+
+
 def _damage(data: Path, root: zarr.Group, name: str, digest) -> str | None:
     """What is wrong with array `name` (None: it matches `digest`): a missing or truncated chunk file is
     named, as is a chunk that no longer decodes."""
